@@ -1,0 +1,1 @@
+"""`vigil` subcommands, one module each with ``add_arguments(parser)`` and ``run(args) -> int``."""

@@ -1,0 +1,1 @@
+"""Evaluation harnesses: `vigil-eval` subcommands and scoring scripts over ../shared/data."""

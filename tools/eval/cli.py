@@ -1,0 +1,44 @@
+"""`vigil-eval`: run the unit's own stages offline on evaluation inputs.
+
+Each subcommand lives in its own module, ``tools/eval/run_<name>.py``, exposing
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "detect": ("run_detect", "COCO results JSON from the unit's default detector on a folder of images"),
+    "track": ("run_track", "MOTChallenge results from the unit's tracker on MOTChallenge detections"),
+    "behave": ("run_behave", "behaviour events (JSON lines) from the unit's rule engine on a tracks file"),
+    "anonymise": ("run_anonymise", "anonymised PNGs, as the unit would store them, for a folder of images"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vigil-eval", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules = {}
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        try:
+            mod = importlib.import_module(f"tools.eval.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"tools.eval.{module}":
+                raise
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(p)
+        modules[name] = mod
+    args = parser.parse_args(argv)
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except (ValueError, OSError) as e:
+        print(f"vigil-eval {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

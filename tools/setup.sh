@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One command to set up a development machine: system packages the tests need, then a
+# virtual environment in .venv with the unit's package and the dev/eval tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v mosquitto >/dev/null 2>&1 && ! [ -x /usr/sbin/mosquitto ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq mosquitto >/dev/null
+fi
+# The broker is started by the tests on a free loopback port; keep the system one stopped.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev,eval]'
+echo "setup done: run the tests with  .venv/bin/python -m pytest"
