@@ -40,7 +40,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser, modules = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version", "-v", "--verbose"):
+    if (
+        not argv
+        or argv[0].startswith("-")
+        and argv[0] not in ("-h", "--help", "--version", "-v", "--verbose")
+    ):
         argv = ["run", *argv]  # `vigil` alone runs the demo
     if argv in (["-v"], ["--verbose"]):
         argv = [*argv, "run"]

@@ -54,7 +54,11 @@ def validate(data: dict, source: str = "<config>") -> VigilConfig:
         problems = []
         for err in e.errors(include_url=False):
             msg = err["msg"].removeprefix("Value error, ")
-            loc = tuple(p for p in err["loc"] if p not in ("function-after[_polygon_ok(), list[tuple[float, float]]]",))
+            loc = tuple(
+                p
+                for p in err["loc"]
+                if p not in ("function-after[_polygon_ok(), list[tuple[float, float]]]",)
+            )
             problems.append(f"{_loc(loc)}: {msg}")
         raise ConfigError(source, problems) from None
 
@@ -83,4 +87,12 @@ def default() -> LoadedConfig:
     return LoadedConfig(VigilConfig(), None, "")
 
 
-__all__ = ["ConfigError", "LoadedConfig", "VigilConfig", "default", "load", "parse_text", "validate"]
+__all__ = [
+    "ConfigError",
+    "LoadedConfig",
+    "VigilConfig",
+    "default",
+    "load",
+    "parse_text",
+    "validate",
+]

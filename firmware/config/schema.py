@@ -6,26 +6,30 @@ typo is an error, not a silently ignored setting. ``vigil config schema`` prints
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-NonNegSeconds = Annotated[float, Field(ge=0)]
-PosSeconds = Annotated[float, Field(gt=0)]
-Point = tuple[float, float]
-
-ZonePurpose = Literal["high_value", "till", "exit", "entrance", "staff_only", "fire_exit", "general"]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+from firmware.config.base import Point, PosSeconds, Section, ZonePurpose
+from firmware.deter.config import DeterrentConfig, parse_pin
+from firmware.link.config import LinkConfig
+from firmware.rules.config import RulesConfig
 
 
 class SiteConfig(Section):
-    site_id: str = Field("demo-site", description="Store identifier; MQTT topics are vigil/<site_id>/<unit_id>/...", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    unit_id: str = Field("unit-01", description="This camera unit's identifier, unique within the site", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    timezone: str = Field("UTC", description="IANA time zone of the store, for schedules and quiet hours")
+    site_id: str = Field(
+        "demo-site",
+        description="Store identifier; MQTT topics are vigil/<site_id>/<unit_id>/...",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+    )
+    unit_id: str = Field(
+        "unit-01",
+        description="This camera unit's identifier, unique within the site",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+    )
+    timezone: str = Field(
+        "UTC", description="IANA time zone of the store, for schedules and quiet hours"
+    )
 
 
 class CameraConfig(Section):
@@ -33,30 +37,56 @@ class CameraConfig(Section):
         "picamera2",
         description="Frame source when `vigil run --source` is not given: 'picamera2', a video file, or a folder of images. Relative paths are relative to the config file.",
     )
-    resolution: tuple[Annotated[int, Field(ge=64, le=4096)], Annotated[int, Field(ge=64, le=4096)]] = Field(
+    resolution: tuple[
+        Annotated[int, Field(ge=64, le=4096)], Annotated[int, Field(ge=64, le=4096)]
+    ] = Field(
         (1280, 720), description="Main (recording) stream size, width x height, for picamera2"
     )
-    inference_resolution: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] = Field(
+    inference_resolution: tuple[
+        Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]
+    ] = Field(
         (640, 360), description="Low-resolution stream size used for inference, for picamera2"
     )
-    fps: Annotated[float, Field(gt=0, le=120)] = Field(15.0, description="Frame rate asked of the camera")
-    stall_timeout_s: PosSeconds = Field(2.0, description="A source that delivers no frame for this long is reopened, with a health event")
-    reopen_backoff_s: PosSeconds = Field(1.0, description="First wait before reopening a failed source; doubles up to 30 s")
+    fps: Annotated[float, Field(gt=0, le=120)] = Field(
+        15.0, description="Frame rate asked of the camera"
+    )
+    stall_timeout_s: PosSeconds = Field(
+        2.0,
+        description="A source that delivers no frame for this long is reopened, with a health event",
+    )
+    reopen_backoff_s: PosSeconds = Field(
+        1.0, description="First wait before reopening a failed source; doubles up to 30 s"
+    )
 
 
 class DetectorConfig(Section):
     model: str = Field("nanodet-m-416-int8", description="Model name from models/manifest.toml")
-    threads: Annotated[int, Field(ge=1, le=8)] = Field(2, description="CPU threads for the interpreter")
-    edgetpu: bool = Field(False, description="Try the Coral Edge TPU delegate (loads <model>_edgetpu.tflite); falls back to the CPU with a logged warning")
-    score_threshold: Annotated[float, Field(ge=0, le=1)] = Field(0.35, description="Minimum detection score kept for tracking")
-    every_nth_frame: Annotated[int, Field(ge=1, le=30)] = Field(1, description="Run inference on every n-th frame; the tracker predicts in between")
+    threads: Annotated[int, Field(ge=1, le=8)] = Field(
+        2, description="CPU threads for the interpreter"
+    )
+    edgetpu: bool = Field(
+        False,
+        description="Try the Coral Edge TPU delegate (loads <model>_edgetpu.tflite); falls back to the CPU with a logged warning",
+    )
+    score_threshold: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.35, description="Minimum detection score kept for tracking"
+    )
+    every_nth_frame: Annotated[int, Field(ge=1, le=30)] = Field(
+        1, description="Run inference on every n-th frame; the tracker predicts in between"
+    )
 
 
 class ZoneConfig(Section):
     name: str = Field(..., description="Zone name, unique", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    purpose: ZonePurpose = Field("general", description="What the zone is for; rules pick zones by purpose")
-    polygon: list[Point] = Field(..., description="At least 3 points, normalised image coordinates (0..1, x right, y down)")
-    armed: bool = Field(True, description="Whether the rules watch this zone (hub arm/disarm changes it)")
+    purpose: ZonePurpose = Field(
+        "general", description="What the zone is for; rules pick zones by purpose"
+    )
+    polygon: list[Point] = Field(
+        ..., description="At least 3 points, normalised image coordinates (0..1, x right, y down)"
+    )
+    armed: bool = Field(
+        True, description="Whether the rules watch this zone (hub arm/disarm changes it)"
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -65,7 +95,9 @@ class ZoneConfig(Section):
             raise ValueError(f"a zone needs at least 3 points, got {len(pts)}")
         for i, (x, y) in enumerate(pts):
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(f"point {i} ({x}, {y}) is outside the image (coordinates are 0..1)")
+                raise ValueError(
+                    f"point {i} ({x}, {y}) is outside the image (coordinates are 0..1)"
+                )
         if _self_intersects(pts):
             raise ValueError("polygon edges cross each other (self-intersecting)")
         if abs(_area(pts)) < 1e-6:
@@ -76,67 +108,28 @@ class ZoneConfig(Section):
 class LineConfig(Section):
     name: str = Field(..., description="Line name, unique", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     purpose: ZonePurpose = Field("general", description="What the line marks (for example an exit)")
-    points: tuple[Point, Point] = Field(..., description="Two points, normalised image coordinates; 'in' is crossing from the left of A->B to its right")
+    points: tuple[Point, Point] = Field(
+        ...,
+        description="Two points, normalised image coordinates; 'in' is crossing from the left of A->B to its right",
+    )
 
     @field_validator("points")
     @classmethod
     def _points_ok(cls, pts: tuple[Point, Point]) -> tuple[Point, Point]:
         for i, (x, y) in enumerate(pts):
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(f"point {i} ({x}, {y}) is outside the image (coordinates are 0..1)")
+                raise ValueError(
+                    f"point {i} ({x}, {y}) is outside the image (coordinates are 0..1)"
+                )
         if pts[0] == pts[1]:
             raise ValueError("the two points are the same")
         return pts
 
 
-class LoiteringRule(Section):
-    enabled: bool = True
-    zones: list[str] | None = Field(None, description="Zone names watched; default: every high_value zone")
-    threshold_s: PosSeconds = Field(30.0, description="Seconds in a zone before the rule fires")
-    deterrent: str | None = Field(None, description="Deterrent output to switch when the rule fires")
-
-
-class RulesConfig(Section):
-    loitering: LoiteringRule = Field(default_factory=LoiteringRule)
-
-
-class DeterrentConfig(Section):
-    kind: Literal["light", "strobe", "relay", "buzzer"] = Field("light", description="What is wired to the output")
-    pin: int | str = Field(..., description="BCM GPIO number (17) or gpiozero pin name ('GPIO17', 'BOARD11')")
-    active_high: bool = Field(True, description="False when the output is on at a low level (many relay boards)")
-    on_s: PosSeconds = Field(5.0, description="How long the output stays on per activation")
-    cooldown_s: NonNegSeconds = Field(60.0, description="Minimum time after switching off before it may switch on again")
-
-    @field_validator("pin")
-    @classmethod
-    def _pin_exists(cls, pin: int | str) -> int | str:
-        bcm = parse_pin(pin)
-        if bcm is None:
-            raise ValueError(f"pin {pin!r} does not exist on the 40-pin header (use a BCM number 2-27, 'GPIOn' or 'BOARDn')")
-        return pin
-
-
-class LinkConfig(Section):
-    mqtt: str | None = Field(
-        "mqtt://127.0.0.1:1883",
-        description="Broker URL, mqtt://HOST:PORT or mqtts://HOST:PORT; empty to run without a link",
-    )
-    topic_prefix: str = Field("vigil", description="First topic level")
-    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = Field(30, description="MQTT keepalive")
-    client_id: str | None = Field(None, description="MQTT client id; default vigil-<site>-<unit>")
-
-    @field_validator("mqtt")
-    @classmethod
-    def _url_ok(cls, url: str | None) -> str | None:
-        if url in (None, ""):
-            return None
-        if not re.match(r"^mqtts?://[^:/\s]+(:\d{1,5})?/?$", url):
-            raise ValueError(f"{url!r} is not mqtt://HOST:PORT or mqtts://HOST:PORT")
-        return url
-
-
 class StorageConfig(Section):
-    data_dir: str = Field("/var/lib/vigil", description="Where the unit keeps its outbox, incidents and logs")
+    data_dir: str = Field(
+        "/var/lib/vigil", description="Where the unit keeps its outbox, incidents and logs"
+    )
 
 
 class VigilConfig(Section):
@@ -171,32 +164,11 @@ class VigilConfig(Section):
         for name, d in self.deterrents.items():
             bcm = parse_pin(d.pin)
             if bcm in pins:
-                raise ValueError(f"deterrents.{name}.pin: GPIO{bcm} is already used by deterrents.{pins[bcm]}")
+                raise ValueError(
+                    f"deterrents.{name}.pin: GPIO{bcm} is already used by deterrents.{pins[bcm]}"
+                )
             pins[bcm] = name  # type: ignore[index]
         return self
-
-
-# Physical header pin -> BCM GPIO for the 40-pin header (Pi 2 and later).
-BOARD_TO_BCM = {
-    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
-    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
-    36: 16, 37: 26, 38: 20, 40: 21,
-}  # fmt: skip
-
-
-def parse_pin(pin: int | str) -> int | None:
-    """BCM number for a pin given as int, 'GPIOn', 'BCMn' or 'BOARDn'; None if no such pin."""
-    if isinstance(pin, bool):
-        return None
-    if isinstance(pin, int):
-        return pin if 2 <= pin <= 27 else None
-    m = re.fullmatch(r"(GPIO|BCM|BOARD)(\d{1,2})", pin.strip().upper())
-    if not m:
-        return None
-    n = int(m.group(2))
-    if m.group(1) == "BOARD":
-        return BOARD_TO_BCM.get(n)
-    return n if 2 <= n <= 27 else None
 
 
 def _area(pts: list[Point]) -> float:

@@ -23,7 +23,7 @@ class Severity(enum.IntEnum):
     ALERT = 3
 
 
-class EventPhase(str, enum.Enum):
+class EventPhase(enum.StrEnum):
     START = "start"
     UPDATE = "update"
     END = "end"

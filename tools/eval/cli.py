@@ -11,10 +11,22 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "detect": ("run_detect", "COCO results JSON from the unit's default detector on a folder of images"),
-    "track": ("run_track", "MOTChallenge results from the unit's tracker on MOTChallenge detections"),
-    "behave": ("run_behave", "behaviour events (JSON lines) from the unit's rule engine on a tracks file"),
-    "anonymise": ("run_anonymise", "anonymised PNGs, as the unit would store them, for a folder of images"),
+    "detect": (
+        "run_detect",
+        "COCO results JSON from the unit's default detector on a folder of images",
+    ),
+    "track": (
+        "run_track",
+        "MOTChallenge results from the unit's tracker on MOTChallenge detections",
+    ),
+    "behave": (
+        "run_behave",
+        "behaviour events (JSON lines) from the unit's rule engine on a tracks file",
+    ),
+    "anonymise": (
+        "run_anonymise",
+        "anonymised PNGs, as the unit would store them, for a folder of images",
+    ),
 }
 
 
