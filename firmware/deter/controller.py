@@ -226,6 +226,13 @@ class DeterrentController:
                     out += self._switch_off(name, now, f"muted by {source}")
             return out
 
+    def mute_from(self, minutes: float, source: str) -> bool:
+        """Mute from another thread (hub, console); the records come out of the next ``tick``."""
+        with self._lock:
+            now = self._last_now if self._last_now is not None else 0.0
+            self._pending += self.mute(minutes, now, source=source)
+            return self.is_muted(now)
+
     def test(self, name: str, now: float, on_s: float | None = None) -> list[Event]:
         """Switch one output on for a test (ignores mute, quiet hours and cooldown, not safety)."""
         with self._lock:
@@ -266,6 +273,45 @@ class DeterrentController:
                     for n, st in self.outputs.items()
                 },
             }
+
+    def self_test(self, name: str, pulse_s: float = 0.2) -> dict[str, Any]:
+        """Pulse one output and read it back; {ok, detail, hint}. Recorded as deterrent events."""
+        import time as _time
+
+        with self._lock:
+            st = self.outputs[name]
+            if st.out is None:
+                return {
+                    "ok": False,
+                    "detail": f"unavailable: {st.error}",
+                    "hint": _unavailable_hint(st.cfg),
+                }
+            if st.on_since is not None:
+                return {"ok": True, "detail": "in use by a rule right now; not pulsed", "hint": ""}
+            cause = _Cause("selftest", "self-test pulse")
+            now = self._last_now if self._last_now is not None else 0.0
+            try:
+                st.out.on()
+                _time.sleep(pulse_s)
+                seen_on = st.out.read_back()
+            finally:
+                st.out.off()
+            _time.sleep(0.05)
+            seen_off = st.out.read_back()
+            self._pending.append(
+                self._record("selftest", name, cause, now, reason="self-test pulse")
+            )
+        if seen_on is None:
+            return {"ok": True, "detail": "pulsed; no read-back for this output", "hint": ""}
+        if seen_on and not seen_off:
+            how = "feedback input" if st.cfg.feedback_pin is not None else "output level"
+            return {"ok": True, "detail": f"on/off read back by its {how}", "hint": ""}
+        stuck = "on" if seen_off else "off"
+        return {
+            "ok": False,
+            "detail": f"read back {'on' if seen_on else 'off'} when on, {'on' if seen_off else 'off'} when off: stuck {stuck}",
+            "hint": f"check the wiring of {name} (pin {st.cfg.pin}, feedback {st.cfg.feedback_pin}), the relay/driver and its supply",
+        }
 
     def read_back(self, name: str) -> bool | None:
         st = self.outputs[name]
@@ -537,3 +583,11 @@ class DeterrentController:
             explain=explain,
             incident_id=cause.incident_id,
         )
+
+
+def _unavailable_hint(cfg: DeterrentConfig) -> str:
+    if cfg.kind == "serial":
+        return f"is the siren/audio module plugged in at {cfg.port}? (ls /dev/ttyUSB* /dev/ttyACM*)"
+    if cfg.kind == "voice":
+        return "is alsa-utils installed (aplay) and the audio file present?"
+    return f"is GPIO{cfg.pin} free (not used by another program or overlay)?"

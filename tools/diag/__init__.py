@@ -1,0 +1,1 @@
+"""vigil-diag: field diagnostics over the serial console or the hub link."""

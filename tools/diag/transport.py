@@ -1,0 +1,122 @@
+"""How `vigil-diag` reaches a unit: the serial console, or the hub link over MQTT.
+
+A transport sends one command and returns its result, calling ``progress`` on the way;
+``Unreachable`` (no device, no broker, no answer) and ``CommandFailed`` (the unit said no)
+carry a message and a hint for the person at the keyboard.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, Protocol
+
+Progress = Callable[[int, int, str], None]
+Bytes = Callable[[int, int], None]
+
+
+class Unreachable(Exception):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+class CommandFailed(Exception):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+class Transport(Protocol):
+    name: str
+
+    def request(
+        self,
+        cmd: str,
+        args: dict[str, Any],
+        progress: Progress | None = None,
+        on_bytes: Bytes | None = None,
+        timeout: float = 60.0,
+    ) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class SerialTransport:
+    """Framed CBOR over a serial port to `vigil console` on the unit's UART."""
+
+    name = "serial"
+
+    def __init__(self, device: str, baudrate: int = 115200) -> None:
+        import serial
+
+        from firmware.console.framing import FrameReader
+
+        self.device = device
+        try:
+            self.port = serial.serial_for_url(
+                device, baudrate=baudrate, timeout=0.2, write_timeout=10
+            )
+        except (serial.SerialException, ValueError, OSError) as e:
+            reason = (
+                "not found" if "No such file" in str(e) or "could not open" in str(e) else str(e)
+            )
+            raise Unreachable(
+                f"serial device {device}: {reason}",
+                "plug in the USB-serial adapter (ls /dev/ttyUSB* /dev/ttyACM*); you may need the dialout group",
+            ) from None
+        self.port.reset_input_buffer()
+        self.reader = FrameReader(self.port.read)
+        self._ids = itertools.count(1)
+
+    def request(
+        self,
+        cmd: str,
+        args: dict[str, Any],
+        progress: Progress | None = None,
+        on_bytes: Bytes | None = None,
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
+        import serial
+
+        from firmware.console.framing import VERSION, FrameError, encode
+
+        rid = next(self._ids)
+        try:
+            self.port.write(encode({"v": VERSION, "id": rid, "cmd": cmd, "args": args}))
+            self.port.flush()
+            while True:
+                try:
+                    msg = self.reader.read(timeout=timeout, on_bytes=on_bytes)
+                except FrameError:
+                    raise Unreachable(
+                        f"no answer from the unit on {self.device} within {timeout:.0f} s",
+                        "is vigil-console running on the unit (systemctl status vigil-console)? same baud rate? TX/RX crossed?",
+                    ) from None
+                if msg.get("id") != rid:
+                    continue  # a late answer to an earlier, timed-out request
+                if "progress" in msg:
+                    if progress is not None:
+                        p = msg["progress"]
+                        progress(p.get("step", 0), p.get("of", 0), p.get("what", ""))
+                    continue
+                if msg.get("ok"):
+                    return msg.get("result") or {}
+                raise CommandFailed(str(msg.get("error")), str(msg.get("hint") or ""))
+        except (serial.SerialException, OSError) as e:
+            raise Unreachable(
+                f"serial device {self.device} failed: {e}", "check the cable"
+            ) from None
+
+    def close(self) -> None:
+        self.port.close()
+
+
+def open_transport(args: Any) -> Transport:
+    if getattr(args, "serial", None):
+        return SerialTransport(args.serial, args.baud)
+    from tools.diag.mqtt import MqttTransport
+
+    return MqttTransport(
+        args.mqtt, site=args.site, unit=args.unit, key=args.key, timeout=args.timeout
+    )
