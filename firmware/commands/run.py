@@ -20,13 +20,44 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "demo" / "site.toml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", default=None, help=f"site config (TOML); default: the demo config {DEMO_CONFIG.name}")
-    p.add_argument("--source", "-s", default=None, help="'picamera2', a video file (MPEG-1, MP4, AVI, ...) or a folder of images; default: camera.source from the config")
-    p.add_argument("--fast", action="store_true", help="replay as fast as possible (default: at the clip's own pace, as a camera would)")
-    p.add_argument("--loop", action="store_true", help="replay the clip endlessly (demos, soak tests)")
-    p.add_argument("--events-out", metavar="FILE", default=None, help="also write every event as JSON lines to FILE")
-    p.add_argument("--preview", metavar="FILE.mp4", default=None, help="write an annotated, anonymised preview video")
-    p.add_argument("--mqtt", metavar="URL", default=None, help="broker override: mqtt://HOST:PORT or mqtts://HOST:PORT (TLS material from the config); 'none' runs without a link")
+    p.add_argument(
+        "--config",
+        "-c",
+        default=None,
+        help=f"site config (TOML); default: the demo config {DEMO_CONFIG.name}",
+    )
+    p.add_argument(
+        "--source",
+        "-s",
+        default=None,
+        help="'picamera2', a video file (MPEG-1, MP4, AVI, ...) or a folder of images; default: camera.source from the config",
+    )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="replay as fast as possible (default: at the clip's own pace, as a camera would)",
+    )
+    p.add_argument(
+        "--loop", action="store_true", help="replay the clip endlessly (demos, soak tests)"
+    )
+    p.add_argument(
+        "--events-out",
+        metavar="FILE",
+        default=None,
+        help="also write every event as JSON lines to FILE",
+    )
+    p.add_argument(
+        "--preview",
+        metavar="FILE.mp4",
+        default=None,
+        help="write an annotated, anonymised preview video",
+    )
+    p.add_argument(
+        "--mqtt",
+        metavar="URL",
+        default=None,
+        help="broker override: mqtt://HOST:PORT or mqtts://HOST:PORT (TLS material from the config); 'none' runs without a link",
+    )
     p.add_argument("--unit", default=None, help="unit id override")
     p.add_argument("--site", default=None, help="site id override")
     p.add_argument("--data-dir", default=None, help="storage.data_dir override (outbox, incidents)")
@@ -66,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         return fail(f"a stage could not be loaded: {e}")
 
-    loop = FrameLoop(stages, status_out=None if args.quiet else sys.stdout, max_frames=args.max_frames)
+    loop = FrameLoop(
+        stages, status_out=None if args.quiet else sys.stdout, max_frames=args.max_frames
+    )
     loop.install_signal_handlers()
     cfg = loaded.config
     print(
