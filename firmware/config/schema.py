@@ -14,6 +14,7 @@ from firmware.config.base import Point, PosSeconds, Section, ZonePurpose
 from firmware.deter.config import DeterrentConfig, parse_pin
 from firmware.link.config import LinkConfig
 from firmware.rules.config import RulesConfig
+from firmware.track.config import TrackerConfig
 
 
 class SiteConfig(Section):
@@ -140,6 +141,7 @@ class VigilConfig(Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     deterrents: dict[str, DeterrentConfig] = Field(default_factory=dict)
     link: LinkConfig = Field(default_factory=LinkConfig)
