@@ -13,6 +13,8 @@ from pydantic import Field, field_validator, model_validator
 from firmware.config.base import Point, PosSeconds, Section, ZonePurpose
 from firmware.deter.config import DeterrentConfig, parse_pin
 from firmware.link.config import LinkConfig
+from firmware.privacy.config import PrivacyConfig
+from firmware.recording.config import RecordingConfig
 from firmware.rules.config import RulesConfig, ScheduleConfig
 from firmware.track.config import TrackerConfig
 
@@ -152,6 +154,8 @@ class VigilConfig(Section):
     deterrents: dict[str, DeterrentConfig] = Field(default_factory=dict)
     link: LinkConfig = Field(default_factory=LinkConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
 
     @model_validator(mode="after")
     def _cross_refs(self) -> VigilConfig:
