@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from firmware.config.base import Point, PosSeconds, Section, ZonePurpose
+from firmware.detect.config import DetectorConfig
 from firmware.deter.config import DeterrentConfig, parse_pin
 from firmware.link.config import LinkConfig
 from firmware.privacy.config import PrivacyConfig
@@ -59,23 +60,6 @@ class CameraConfig(Section):
     )
     reopen_backoff_s: PosSeconds = Field(
         1.0, description="First wait before reopening a failed source; doubles up to 30 s"
-    )
-
-
-class DetectorConfig(Section):
-    model: str = Field("nanodet-m-416-int8", description="Model name from models/manifest.toml")
-    threads: Annotated[int, Field(ge=1, le=8)] = Field(
-        2, description="CPU threads for the interpreter"
-    )
-    edgetpu: bool = Field(
-        False,
-        description="Try the Coral Edge TPU delegate (loads <model>_edgetpu.tflite); falls back to the CPU with a logged warning",
-    )
-    score_threshold: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.35, description="Minimum detection score kept for tracking"
-    )
-    every_nth_frame: Annotated[int, Field(ge=1, le=30)] = Field(
-        1, description="Run inference on every n-th frame; the tracker predicts in between"
     )
 
 
