@@ -50,9 +50,11 @@ def make_link(url: str, tmp_path, **cfg) -> Link:
 
 
 def test_events_arrive_as_cbor_after_birth_and_online(broker, tmp_path):
-    with HubClient(broker.url, site="s1", validate=False) as hub:
-        link = make_link(broker.url, tmp_path)
+    pytest.importorskip("pycddl")
+    with HubClient(broker.url, site="s1") as hub:
+        link = make_link(broker.url, tmp_path, metrics_interval_s=1)
         link.start()
+        link.publish_metrics({"fps": 14.8, "stage_ms": {"inference": 31.0}, "dropped_frames": 2})
         try:
             for i in range(20):
                 link.publish_event(make_event(i))
@@ -74,9 +76,14 @@ def test_events_arrive_as_cbor_after_birth_and_online(broker, tmp_path):
             assert birth["firmware"] == "0.1.0-test" and birth["session"] == link.session
             assert hub.statuses("u1")[-1] == "online"
             hub.wait_for(lambda _r: link.outbox.depth() == 0)
+            metrics = hub.wait_for(lambda _r: hub.of("metrics"), timeout=5)[-1].message
+            assert metrics["fps"] == 14.8 and metrics["outbox"]["depth"] == 0
+            assert metrics["link"]["published"] == 20 and metrics["storage"]["total_bytes"] > 0
         finally:
             link.stop()
         hub.wait_for(lambda _r: hub.statuses("u1")[-1] == "stopped")
+        bad = [(r.topic, r.problems) for r in hub.received if r.problems]
+        assert not bad, f"messages that break the contract: {bad[:3]}"
 
 
 def test_broker_unreachable_at_start_then_queued_events_arrive(tmp_path, caplog):
@@ -84,21 +91,29 @@ def test_broker_unreachable_at_start_then_queued_events_arrive(tmp_path, caplog)
         pytest.skip("mosquitto not installed")
     port = free_port()
     url = f"mqtt://127.0.0.1:{port}"
+    broker = MosquittoBroker(port=port, persistence=True)
+    # the hub's persistent session exists on the broker before the unit ever connects
+    broker.start()
+    HubClient(url, site="s1", validate=False, client_id="hub", persistent=True).connect().close()
+    broker.stop()
     link = make_link(url, tmp_path)
-    with caplog.at_level("WARNING", logger="vigil.link"):
-        link.start()  # nothing listens: must not raise
-        for i in range(50):
-            link.publish_event(make_event(i))
-        assert link.outbox.depth() == 50
-        with MosquittoBroker(port=port) as _b, HubClient(url, site="s1", validate=False) as hub:
-            try:
+    try:
+        with caplog.at_level("WARNING", logger="vigil.link"):
+            link.start()  # nothing listens: must not raise
+            for i in range(50):
+                link.publish_event(make_event(i))
+            assert link.outbox.depth() == 50
+            broker.start()
+            hub = HubClient(url, site="s1", validate=False, client_id="hub", persistent=True)
+            with hub:
                 hub.wait_for(lambda _r: len(hub.events("u1")) >= 50, timeout=15)
                 link.publish_event(make_event(50))
                 hub.wait_for(lambda _r: len(hub.events("u1")) >= 51)
                 assert [e["frame"] for e in hub.events("u1")] == list(range(51))
                 hub.wait_for(lambda _r: link.outbox.depth() == 0)
-            finally:
-                link.stop()
+    finally:
+        link.stop()
+        broker.__exit__()
     lines = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(lines) == 1, lines  # one clear line, not one per retry
     assert f"127.0.0.1:{port}" in lines[0]

@@ -37,7 +37,12 @@ class Received:
 
 
 class HubClient:
-    """Subscribes to ``<prefix>/<site>/#`` (or every site with ``site='+'``)."""
+    """Subscribes to ``<prefix>/<site>/#`` (or every site with ``site='+'``).
+
+    ``persistent`` keeps a broker session under ``client_id``: QoS 1 events published while
+    the hub is away (or before it first subscribed again) are queued by the broker for it,
+    which is how a production hub should connect. The client reconnects by itself.
+    """
 
     def __init__(
         self,
@@ -52,6 +57,7 @@ class HubClient:
         signer: Any | None = None,
         on_message: Callable[[Received], None] | None = None,
         client_id: str | None = None,
+        persistent: bool = False,
     ):
         self.tls, self.host, self.port = parse_url(url)
         self.site, self.prefix = site, prefix
@@ -68,6 +74,7 @@ class HubClient:
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id or f"vigil-hub-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv311,
+            clean_session=not persistent,
         )
         if self.tls:
             self.client.tls_set(
