@@ -15,7 +15,8 @@ from firmware.deter.config import DeterrentConfig, parse_pin
 from firmware.link.config import LinkConfig
 from firmware.privacy.config import PrivacyConfig
 from firmware.recording.config import RecordingConfig
-from firmware.rules.config import RulesConfig
+from firmware.rules.config import RulesConfig, ScheduleConfig
+from firmware.track.config import TrackerConfig
 
 
 class SiteConfig(Section):
@@ -87,7 +88,12 @@ class ZoneConfig(Section):
         ..., description="At least 3 points, normalised image coordinates (0..1, x right, y down)"
     )
     armed: bool = Field(
-        True, description="Whether the rules watch this zone (hub arm/disarm changes it)"
+        True,
+        description="Whether after-hours intrusion watches this zone while the store is closed (hub arm/disarm changes it at run time)",
+    )
+    inertia_frames: Annotated[int, Field(ge=1, le=250)] = Field(
+        3,
+        description="Consecutive frames a person's foot point must be inside (or outside) before they count as having entered (or left); stops flicker at the edge",
     )
 
     @field_validator("polygon")
@@ -142,7 +148,9 @@ class VigilConfig(Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     deterrents: dict[str, DeterrentConfig] = Field(default_factory=dict)
     link: LinkConfig = Field(default_factory=LinkConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -156,11 +164,18 @@ class VigilConfig(Section):
         if dup:
             raise ValueError(f"zone/line names must be unique; repeated: {', '.join(dup)}")
         zone_names = {z.name for z in self.zones}
+        line_names = {ln.name for ln in self.lines}
         for rule_name in type(self.rules).model_fields:
             rule = getattr(self.rules, rule_name)
             for z in getattr(rule, "zones", None) or []:
                 if z not in zone_names:
                     raise ValueError(f"rules.{rule_name}.zones names unknown zone {z!r}")
+            for key, known in (("exits", set(names)), ("lines", line_names)):
+                for z in getattr(rule, key, None) or []:
+                    if z not in known:
+                        raise ValueError(
+                            f"rules.{rule_name}.{key} names unknown zone or line {z!r}"
+                        )
             d = getattr(rule, "deterrent", None)
             if d is not None and d not in self.deterrents:
                 raise ValueError(f"rules.{rule_name}.deterrent names unknown deterrent {d!r}")
