@@ -76,6 +76,26 @@ def test_non_person_and_low_score_are_not_masked() -> None:
     assert not changed(img, out).any()
 
 
+def test_low_confidence_masked_unless_frame_sized() -> None:
+    img = scene()
+    anon = Anonymiser(PrivacyConfig(min_score=0.05, confident_score=0.35, low_score_max_area=0.1))
+    small, huge = (200, 100, 230, 160), (0, 0, 300, 230)  # 2 % and 90 % of the frame
+    out = anon.apply(
+        img,
+        Detections(
+            np.array([small, huge, (10, 10, 40, 70)], np.float32),
+            np.array([0.08, 0.2, 0.01], np.float32),
+            np.full(3, PERSON, np.int16),
+        ),
+        None,
+    )
+    assert covered(img, out, small) == 1.0  # a weak but person-sized guess is masked
+    assert covered(img, out, (10, 10, 40, 70)) == 0.0  # below min_score
+    assert not anon.last_full and changed(img, out).mean() < 0.1  # the frame-sized guess is not
+    out = anon.apply(img, dets(huge, score=0.5), None)  # ...unless it is confident
+    assert covered(img, out, huge) == 1.0
+
+
 def test_track_mask_persists_after_detection_lost_then_expires() -> None:
     cfg = PrivacyConfig(persist_frames=5, detection_persist_frames=0)
     anon = Anonymiser(cfg)

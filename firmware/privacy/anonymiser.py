@@ -178,6 +178,11 @@ class Anonymiser:
         db = np.zeros((0, 4), np.float32)
         if detections is not None and len(detections):
             keep = (detections.classes == PERSON) & (detections.scores >= self.cfg.min_score)
+            b = detections.boxes
+            area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) * (sx * sy) / float(w * h)
+            keep &= (detections.scores >= self.cfg.confident_score) | (
+                area <= self.cfg.low_score_max_area
+            )
             d = detections.select(keep)
             dk = None if d.keypoints is None else _scale_kp(d.keypoints, sx, sy)
             db = _scale(d.boxes, sx, sy)

@@ -67,8 +67,15 @@ class PrivacyConfig(Section):
         3, description="Detections without a track are also masked for this many later frames"
     )
     min_score: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.15,
-        description="Person detections at or above this score are masked (lower than the tracker's threshold: masking a false positive costs little)",
+        0.05,
+        description="Person detections at or above this score are masked: far lower than the tracker's threshold, since masking a false positive costs little and missing a person is what must not happen (the loop asks the detector for boxes down to this score)",
+    )
+    confident_score: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.35,
+        description="Detections below this score are 'low confidence': masked only when smaller than low_score_max_area (a detector's weak guesses include frame-sized boxes; real people that large are detected confidently)",
+    )
+    low_score_max_area: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.1, description="Largest low-confidence detection masked, as a fraction of the frame area"
     )
     head_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
         0.35,
