@@ -11,10 +11,14 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from firmware.config.base import Point, PosSeconds, Section, ZonePurpose
+from firmware.detect.config import DetectorConfig
 from firmware.deter.boards import BoardName
 from firmware.deter.config import DeterrenceConfig, DeterrentConfig, check_outputs
 from firmware.link.config import LinkConfig
-from firmware.rules.config import RulesConfig
+from firmware.privacy.config import PrivacyConfig
+from firmware.recording.config import RecordingConfig
+from firmware.rules.config import RulesConfig, ScheduleConfig
+from firmware.track.config import TrackerConfig
 
 
 class SiteConfig(Section):
@@ -64,23 +68,6 @@ class CameraConfig(Section):
     )
 
 
-class DetectorConfig(Section):
-    model: str = Field("nanodet-m-416-int8", description="Model name from models/manifest.toml")
-    threads: Annotated[int, Field(ge=1, le=8)] = Field(
-        2, description="CPU threads for the interpreter"
-    )
-    edgetpu: bool = Field(
-        False,
-        description="Try the Coral Edge TPU delegate (loads <model>_edgetpu.tflite); falls back to the CPU with a logged warning",
-    )
-    score_threshold: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.35, description="Minimum detection score kept for tracking"
-    )
-    every_nth_frame: Annotated[int, Field(ge=1, le=30)] = Field(
-        1, description="Run inference on every n-th frame; the tracker predicts in between"
-    )
-
-
 class ZoneConfig(Section):
     name: str = Field(..., description="Zone name, unique", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     purpose: ZonePurpose = Field(
@@ -90,7 +77,12 @@ class ZoneConfig(Section):
         ..., description="At least 3 points, normalised image coordinates (0..1, x right, y down)"
     )
     armed: bool = Field(
-        True, description="Whether the rules watch this zone (hub arm/disarm changes it)"
+        True,
+        description="Whether after-hours intrusion watches this zone while the store is closed (hub arm/disarm changes it at run time)",
+    )
+    inertia_frames: Annotated[int, Field(ge=1, le=250)] = Field(
+        3,
+        description="Consecutive frames a person's foot point must be inside (or outside) before they count as having entered (or left); stops flicker at the edge",
     )
 
     @field_validator("polygon")
@@ -145,11 +137,15 @@ class VigilConfig(Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     deterrents: dict[str, DeterrentConfig] = Field(default_factory=dict)
     deterrence: DeterrenceConfig = Field(default_factory=DeterrenceConfig)
     link: LinkConfig = Field(default_factory=LinkConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
 
     @model_validator(mode="after")
     def _cross_refs(self) -> VigilConfig:
@@ -158,11 +154,18 @@ class VigilConfig(Section):
         if dup:
             raise ValueError(f"zone/line names must be unique; repeated: {', '.join(dup)}")
         zone_names = {z.name for z in self.zones}
+        line_names = {ln.name for ln in self.lines}
         for rule_name in type(self.rules).model_fields:
             rule = getattr(self.rules, rule_name)
             for z in getattr(rule, "zones", None) or []:
                 if z not in zone_names:
                     raise ValueError(f"rules.{rule_name}.zones names unknown zone {z!r}")
+            for key, known in (("exits", set(names)), ("lines", line_names)):
+                for z in getattr(rule, key, None) or []:
+                    if z not in known:
+                        raise ValueError(
+                            f"rules.{rule_name}.{key} names unknown zone or line {z!r}"
+                        )
             d = getattr(rule, "deterrent", None)
             if d is not None and d not in self.deterrents:
                 raise ValueError(f"rules.{rule_name}.deterrent names unknown deterrent {d!r}")

@@ -1,1 +1,26 @@
-"""recording stage."""
+"""Recording stage: encrypted incident clips and records, retention, legal hold, audit log."""
+
+import firmware.config  # noqa: F401  (first: the config schema imports this package's config)
+from firmware.recording.audit import AuditLog
+from firmware.recording.config import RecordingConfig
+from firmware.recording.crypto import (
+    DecryptionError,
+    RecordingKeyError,
+    generate_key_file,
+    load_key,
+)
+from firmware.recording.recorder import IncidentRecorder
+from firmware.recording.store import IncidentError, IncidentInfo, IncidentStore
+
+__all__ = [
+    "AuditLog",
+    "DecryptionError",
+    "IncidentError",
+    "IncidentInfo",
+    "IncidentRecorder",
+    "IncidentStore",
+    "RecordingConfig",
+    "RecordingKeyError",
+    "generate_key_file",
+    "load_key",
+]

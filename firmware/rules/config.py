@@ -1,22 +1,306 @@
-"""Config of the behaviour rules: one section per rule under [rules]."""
+"""Config of the behaviour rules: one section per rule under [rules], plus the store's
+opening hours under [schedule] (after-hours intrusion).
+
+Speeds are in person heights per second (the box height in the image), so the defaults
+work on any camera without calibration: a walk is about 0.5-1 height/s, a run 1.5-3.
+An unknown rule name under [rules] is an error (``extra="forbid"``).
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+from typing import Annotated, Literal
 
-from firmware.config.base import PosSeconds, Section
+from pydantic import Field, field_validator, model_validator
+
+from firmware.config.base import NonNegSeconds, PosSeconds, Section
+
+Stage = Literal["notice", "warn", "alert"]
+HeightsPerSecond = Annotated[float, Field(gt=0, le=20)]
+Heights = Annotated[float, Field(gt=0, le=20)]
+
+
+def _deterrent_field() -> object:
+    return Field(
+        None,
+        description="Deterrent output (a key under [deterrents]) to switch when the rule fires",
+    )
+
+
+def _zones_field(default_text: str) -> object:
+    return Field(None, description=f"Zone names watched; default: {default_text}")
 
 
 class LoiteringRule(Section):
-    enabled: bool = True
-    zones: list[str] | None = Field(
-        None, description="Zone names watched; default: every high_value zone"
+    """Someone staying in a zone; time spent on earlier visits counts if they come back soon."""
+
+    enabled: bool = Field(True, description="Run this rule")
+    zones: list[str] | None = _zones_field(
+        "every zone except till, exit and entrance zones (where waiting is normal)"
     )
-    threshold_s: PosSeconds = Field(30.0, description="Seconds in a zone before the rule fires")
-    deterrent: str | None = Field(
-        None, description="Deterrent output to switch when the rule fires"
+    threshold_s: PosSeconds = Field(
+        30.0, description="Seconds in a zone before the rule fires (severity 'notice')"
+    )
+    warn_s: PosSeconds = Field(60.0, description="Seconds in the zone for severity 'warn'")
+    alert_s: PosSeconds = Field(120.0, description="Seconds in the zone for severity 'alert'")
+    return_window_s: NonNegSeconds = Field(
+        300.0,
+        description="A person who comes back to the same zone within this time keeps the time already spent there (repeated returns count); 0 = every visit starts at zero",
+    )
+    end_grace_s: NonNegSeconds = Field(
+        2.0, description="The situation ends once the person has been out of the zone this long"
+    )
+    deterrent: str | None = _deterrent_field()
+    act_at: Stage = Field("notice", description="Severity stage at which the deterrent is switched")
+
+    @model_validator(mode="after")
+    def _stages_ordered(self) -> LoiteringRule:
+        if not (self.threshold_s <= self.warn_s <= self.alert_s):
+            raise ValueError(
+                f"stages must not decrease: threshold_s ({self.threshold_s}) <= warn_s ({self.warn_s}) <= alert_s ({self.alert_s})"
+            )
+        return self
+
+
+class GrabAndRunRule(Section):
+    """Dwell at a high-value zone, then fast movement towards an exit soon after."""
+
+    enabled: bool = Field(True, description="Run this rule")
+    zones: list[str] | None = _zones_field("every high_value zone")
+    exits: list[str] | None = Field(
+        None,
+        description="Exit zones or lines; default: every zone or line whose purpose is exit, entrance or fire_exit",
+    )
+    min_dwell_s: PosSeconds = Field(
+        3.0, description="Time at the high-value zone before the dash, in seconds"
+    )
+    window_s: PosSeconds = Field(
+        10.0, description="The dash must start within this time of leaving the high-value zone"
+    )
+    min_speed: HeightsPerSecond = Field(
+        1.3, description="Speed that counts as a dash, in person heights per second"
+    )
+    towards_cos: Annotated[float, Field(ge=-1, le=1)] = Field(
+        0.5,
+        description="Cosine of the angle between the motion and the direction to the nearest exit above which the motion is 'towards' it (0.5 = within 60 degrees)",
+    )
+    deterrent: str | None = _deterrent_field()
+
+
+class RunningRule(Section):
+    """A person moving fast, measured in their own heights per second."""
+
+    enabled: bool = Field(True, description="Run this rule")
+    min_speed: HeightsPerSecond = Field(
+        1.6,
+        description="Speed of the box centre above which a person is running, in person heights per second (walking is about 0.5-1)",
+    )
+    window_s: PosSeconds = Field(
+        0.6, description="Speed is measured over this time window (smooths detector jitter)"
+    )
+    min_duration_s: PosSeconds = Field(
+        0.4, description="The speed must hold this long before the rule fires"
+    )
+    end_grace_s: NonNegSeconds = Field(
+        1.0, description="The situation ends once the person has been slower than this long"
+    )
+    min_height_px: Annotated[float, Field(ge=1, le=4096)] = Field(
+        16.0, description="People smaller than this (pixels) are ignored: their speed is noise"
+    )
+    deterrent: str | None = _deterrent_field()
+
+
+class FightRule(Section):
+    """Two or more people close together with high, erratic motion relative to each other."""
+
+    enabled: bool = Field(True, description="Run this rule")
+    max_distance: Heights = Field(
+        0.9,
+        description="People are 'close' when their box centres are nearer than this, in person heights",
+    )
+    min_agitation: HeightsPerSecond = Field(
+        1.0,
+        description="Mean absolute frame-to-frame change of the pair's relative position and box sizes, in heights per second, above which the motion counts as violent",
+    )
+    max_pair_speed: HeightsPerSecond = Field(
+        1.2,
+        description="The pair's common motion must stay below this (people walking or running together are not fighting), heights per second",
+    )
+    window_s: PosSeconds = Field(1.0, description="Motion is measured over this time window")
+    min_duration_s: PosSeconds = Field(
+        1.0, description="The agitation must hold this long before the rule fires"
+    )
+    end_grace_s: NonNegSeconds = Field(
+        3.0, description="The situation ends once the agitation has stopped this long"
+    )
+    deterrent: str | None = _deterrent_field()
+
+
+class FallRule(Section):
+    """A change to a lying posture followed by staying down.
+
+    Lying is any of: a box wider than tall after the person was upright (side views); with
+    pose keypoints, a torso nearer horizontal than vertical; or a box whose height or width
+    has grown well past the person's size while walking, while they lie still (how a lying
+    body looks from a high or overhead camera: it covers a longer stretch of floor)."""
+
+    enabled: bool = Field(True, description="Run this rule")
+    lying_ratio: Annotated[float, Field(gt=0, le=10)] = Field(
+        1.0,
+        description="A box at least this much wider than tall (width/height) counts as lying, if the person was upright before",
+    )
+    upright_ratio: Annotated[float, Field(gt=0, le=10)] = Field(
+        1.4,
+        description="A box at least this much taller than wide (height/width) counts as upright",
+    )
+    extent_growth: Annotated[float, Field(gt=1, le=5)] = Field(
+        1.3,
+        description="Lying also when the box's height or width exceeds this factor of its size while the person was walking (and they now lie still)",
+    )
+    still_speed: HeightsPerSecond = Field(
+        0.15, description="Below this speed (person heights per second) the person counts as still"
+    )
+    moving_within_s: PosSeconds = Field(
+        5.0,
+        description="The person must have been upright or walking within this time before going down (a fall is a change, not someone already lying)",
+    )
+    min_down_s: PosSeconds = Field(
+        3.0, description="Seconds the person must stay down before the rule fires"
+    )
+    end_grace_s: NonNegSeconds = Field(
+        2.0, description="The situation ends once the person has been up this long"
+    )
+    deterrent: str | None = _deterrent_field()
+
+
+class LeftObjectRule(Section):
+    """A bag-class object (backpack, handbag, suitcase) that stays put after its owner left."""
+
+    enabled: bool = Field(True, description="Run this rule")
+    max_motion: Heights = Field(
+        0.3,
+        description="The object counts as still while its centre stays within this many object heights of where it settled",
+    )
+    min_still_s: PosSeconds = Field(
+        2.0, description="Seconds the object must be still before it counts as put down"
+    )
+    owner_distance: Heights = Field(
+        1.5,
+        description="The owner (the person nearest the object when it was put down) has left when farther than this, in the owner's heights, or no longer tracked",
+    )
+    min_alone_s: PosSeconds = Field(
+        3.0, description="Seconds the object must stay unattended before the rule fires"
+    )
+    end_grace_s: NonNegSeconds = Field(
+        2.0, description="The situation ends once the object was picked up or gone this long"
+    )
+    deterrent: str | None = _deterrent_field()
+
+
+class CrowdingRule(Section):
+    """At least N people in a zone for at least T (group loitering)."""
+
+    enabled: bool = Field(True, description="Run this rule")
+    zones: list[str] | None = _zones_field("every zone")
+    min_people: Annotated[int, Field(ge=2, le=500)] = Field(
+        4, description="People in the zone at the same time"
+    )
+    min_duration_s: PosSeconds = Field(
+        30.0, description="Seconds the count must stay at or above min_people"
+    )
+    end_grace_s: NonNegSeconds = Field(
+        5.0, description="The situation ends once the count has been below this long"
+    )
+    deterrent: str | None = _deterrent_field()
+
+
+class IntrusionRule(Section):
+    """Any person in an armed zone while the schedule says the store is closed."""
+
+    enabled: bool = Field(True, description="Run this rule")
+    zones: list[str] | None = _zones_field("every zone (only armed zones are watched)")
+    min_duration_s: NonNegSeconds = Field(
+        1.0, description="Seconds a person must be in the zone (filters single false detections)"
+    )
+    end_grace_s: NonNegSeconds = Field(
+        5.0, description="The situation ends once nobody has been in the zone this long"
+    )
+    deterrent: str | None = _deterrent_field()
+
+
+class FootfallRule(Section):
+    """Directional line-crossing counts, dwell time and queue length per zone, per interval."""
+
+    enabled: bool = Field(True, description="Run this rule")
+    lines: list[str] | None = Field(None, description="Lines counted; default: every line")
+    zones: list[str] | None = _zones_field("every zone")
+    crossing_events: bool = Field(
+        True, description="Also send one 'line_crossing' event per crossing (not only the counts)"
+    )
+    interval_s: Annotated[float, Field(ge=10, le=3600)] = Field(
+        60.0, description="Aggregation period of the 'footfall' summary events, in seconds"
     )
 
 
 class RulesConfig(Section):
     loitering: LoiteringRule = Field(default_factory=LoiteringRule)
+    grab_and_run: GrabAndRunRule = Field(default_factory=GrabAndRunRule)
+    running: RunningRule = Field(default_factory=RunningRule)
+    fight: FightRule = Field(default_factory=FightRule)
+    fall: FallRule = Field(default_factory=FallRule)
+    left_object: LeftObjectRule = Field(default_factory=LeftObjectRule)
+    crowding: CrowdingRule = Field(default_factory=CrowdingRule)
+    intrusion: IntrusionRule = Field(default_factory=IntrusionRule)
+    footfall: FootfallRule = Field(default_factory=FootfallRule)
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ScheduleConfig(Section):
+    """Opening hours in local time of [site].timezone. Outside them the store is closed and
+    after-hours intrusion watches the armed zones. Without hours the store counts as open
+    and only a hub 'arm' command makes intrusion active."""
+
+    open_time: str | None = Field(None, description="Opening time, HH:MM; unset = no schedule")
+    close_time: str | None = Field(
+        None, description="Closing time, HH:MM (earlier than open_time = open past midnight)"
+    )
+    open_days: list[str] = Field(
+        list(_DAYS), description="Days the store opens: mon, tue, wed, thu, fri, sat, sun"
+    )
+    always_closed: bool = Field(
+        False, description="Treat the store as closed at all times (a stock room, a warehouse)"
+    )
+
+    @field_validator("open_time", "close_time")
+    @classmethod
+    def _hhmm(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", v.strip())
+        if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+            raise ValueError(f"{v!r} is not a time of day HH:MM (00:00 to 23:59)")
+        return v.strip()
+
+    @field_validator("open_days")
+    @classmethod
+    def _days(cls, v: list[str]) -> list[str]:
+        out = [d.strip().lower()[:3] for d in v]
+        bad = [d for d, o in zip(v, out, strict=True) if o not in _DAYS]
+        if bad:
+            raise ValueError(f"unknown day(s) {bad}; use {', '.join(_DAYS)}")
+        return out
+
+    @model_validator(mode="after")
+    def _both(self) -> ScheduleConfig:
+        if (self.open_time is None) != (self.close_time is None):
+            raise ValueError("give both open_time and close_time, or neither")
+        if self.open_time is not None and self.open_time == self.close_time:
+            raise ValueError("open_time and close_time are the same")
+        return self
+
+    @staticmethod
+    def minutes(hhmm: str) -> int:
+        h, m = hhmm.split(":")
+        return int(h) * 60 + int(m)

@@ -1,0 +1,310 @@
+"""The frame loop: frame -> detect -> track -> rules -> act -> report. It only wires stages.
+
+Each stage is built elsewhere (firmware/unit.py) and handed in; anything optional may be
+None. Per-stage time goes to LoopMetrics. Commands from the hub arrive on other threads and
+are queued here, so every stage is only ever touched from the loop's own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import numpy as np
+
+from firmware.events.records import Event, EventPhase, Severity
+from firmware.metrics import LoopMetrics
+from firmware.sources import FrameReader
+from firmware.types import Detections, Frame, Tracks
+
+log = logging.getLogger(__name__)
+
+# Inference older than this many frames counts as "behind": stored frames are masked whole.
+STALE_INFERENCE_FRAMES = 15
+
+
+@dataclass
+class Stages:
+    """The stage objects of one unit. Only reader, detector, tracker and engine are required."""
+
+    reader: FrameReader
+    detector: Any
+    tracker: Any
+    engine: Any
+    deterrents: Any = None
+    link: Any = None
+    sinks: list = field(default_factory=list)
+    anonymiser: Any = None
+    recorder: Any = None
+    preview: Any = None
+    watchdog: Any = None
+    every_nth_frame: int = 1
+
+
+@dataclass
+class LoopResult:
+    frames: int
+    events: Counter
+    metrics: LoopMetrics
+    stopped_by: str
+
+
+class FrameLoop:
+    def __init__(
+        self,
+        stages: Stages,
+        *,
+        status_out: TextIO | None = None,
+        max_frames: int | None = None,
+        metrics_interval_s: float = 10.0,
+    ):
+        self.s = stages
+        self.metrics = LoopMetrics()
+        self.status_out = status_out
+        self.max_frames = max_frames
+        self.metrics_interval_s = metrics_interval_s
+        self.event_counts: Counter = Counter()
+        self.people = 0
+        self.tracks = Tracks.empty()
+        self._commands: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._stop = threading.Event()
+        self._stop_reason = "end of stream"
+        self._last_inference_frame = -(10**9)
+        self._inference_failing = False
+        self._camera_alert = False
+        self._last_ts = 0.0
+        self._last_ts_wall = time.monotonic()
+
+    # -- control from other threads ------------------------------------------------------
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop's thread before the next frame (hub commands)."""
+        self._commands.put(fn)
+
+    def stop(self, reason: str = "stopped") -> None:
+        self._stop_reason = reason
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum, _frame):
+            self.stop(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def now(self) -> float:
+        """Source time: the last frame's timestamp plus wall time since it arrived, so timers
+        (deterrent on-times) keep running when the camera stalls."""
+        return self._last_ts + (time.monotonic() - self._last_ts_wall)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> LoopResult:
+        s = self.s
+        if s.watchdog is not None:
+            s.watchdog.ready()
+        next_status = time.monotonic() + 1.0
+        next_metrics = time.monotonic() + self.metrics_interval_s
+        try:
+            while not self._stop.is_set():
+                self._run_commands()
+                with self.metrics.stage("capture"):
+                    frame = s.reader.next(timeout=0.5)
+                self._source_health()
+                if frame is None:
+                    if s.reader.ended:
+                        break
+                    self._tick_idle()
+                    continue
+                self._process(frame)
+                if s.watchdog is not None:
+                    s.watchdog.frame_progressed()
+                if self.max_frames is not None and self.metrics.frames >= self.max_frames:
+                    self._stop_reason = "frame limit"
+                    break
+                wall = time.monotonic()
+                if wall >= next_status:
+                    self._print_status(frame)
+                    next_status = wall + 1.0
+                if wall >= next_metrics and s.link is not None:
+                    s.link.publish_metrics(self.metrics.snapshot())
+                    next_metrics = wall + self.metrics_interval_s
+        finally:
+            self._finish()
+        return LoopResult(self.metrics.frames, self.event_counts, self.metrics, self._stop_reason)
+
+    def _process(self, frame: Frame) -> None:
+        s, m = self.s, self.metrics
+        self._last_ts, self._last_ts_wall = frame.timestamp, time.monotonic()
+        dets = self._detect(frame)
+        with m.stage("tracking"):
+            self.tracks = s.tracker.update(dets, frame.timestamp, image=frame.image)
+        with m.stage("rules"):
+            events = list(s.engine.update(self.tracks, frame.timestamp, frame.index))
+        with m.stage("privacy"):
+            masked = self._masked(frame, dets)
+            if s.recorder is not None and masked is not None:
+                s.recorder.push(frame.index, frame.timestamp, masked)
+                for ev in events:
+                    s.recorder.on_event(ev)
+        with m.stage("act"):
+            if s.deterrents is not None:
+                for ev in list(events):
+                    events.extend(s.deterrents.on_event(ev, frame.timestamp))
+                events.extend(s.deterrents.tick(frame.timestamp))
+        with m.stage("publish"):
+            self._emit(events)
+            if s.preview is not None and masked is not None:
+                s.preview.write(masked, frame, dets, self.tracks)
+        self.people = int(np.count_nonzero(dets.classes == 1)) if len(dets) else 0
+        m.frame_done()
+        m.dropped = s.reader.dropped
+
+    def _detect(self, frame: Frame) -> Detections:
+        s, m = self.s, self.metrics
+        if frame.index % s.every_nth_frame != 0:
+            return Detections.empty()
+        image = frame.lores if frame.lores is not None else frame.image
+        try:
+            dets = s.detector.detect(image)
+        except Exception as e:  # noqa: BLE001 - a failing model must not stop the unit; privacy fails closed
+            if not self._inference_failing:
+                log.error(
+                    "inference failed: %s (stored frames are masked whole until it recovers)", e
+                )
+                self._health("model_failed", f"inference failed: {e}", Severity.ALERT)
+            self._inference_failing = True
+            return Detections.empty()
+        timings = getattr(s.detector, "last_timings", None) or {}
+        m.add("preprocess", float(timings.get("preprocess", 0.0)))
+        m.add("inference", float(timings.get("inference", 0.0)) + float(timings.get("decode", 0.0)))
+        if self._inference_failing:
+            log.info("inference recovered")
+            self._inference_failing = False
+            self._health("model_recovered", "inference recovered", Severity.INFO)
+        self._last_inference_frame = frame.index
+        if image is not frame.image and len(dets):
+            sx = frame.image.shape[1] / image.shape[1]
+            sy = frame.image.shape[0] / image.shape[0]
+            dets.boxes = dets.boxes * np.array([sx, sy, sx, sy], np.float32)
+            if dets.keypoints is not None:
+                dets.keypoints = dets.keypoints * np.array([sx, sy, 1.0], np.float32)
+        return dets
+
+    def _masked(self, frame: Frame, dets: Detections) -> np.ndarray | None:
+        s = self.s
+        if s.anonymiser is None or (s.recorder is None and s.preview is None):
+            return None
+        ok = not self._inference_failing and frame.index - self._last_inference_frame <= max(
+            STALE_INFERENCE_FRAMES, s.every_nth_frame
+        )
+        return s.anonymiser.apply(frame.image, dets, self.tracks, inference_ok=ok)
+
+    def _emit(self, events: list[Event]) -> None:
+        for ev in events:
+            self.event_counts[ev.type] += ev.phase in (EventPhase.START, EventPhase.INSTANT)
+            for sink in self.s.sinks:
+                sink.emit(ev)
+            if self.s.link is not None:
+                self.s.link.publish_event(ev)
+
+    def _tick_idle(self) -> None:
+        """No frame this time: keep timers (deterrent off-switching) running."""
+        if self.s.deterrents is not None:
+            self._emit(self.s.deterrents.tick(self.now()))
+
+    def _source_health(self) -> None:
+        for notice in self.s.reader.take_notices():
+            if notice.kind == "reopened":
+                self._health("camera_reopened", notice.detail, Severity.NOTICE)
+                if self._camera_alert and self.s.link is not None:
+                    self.s.link.clear_alert()
+                self._camera_alert = False
+            else:
+                self._health(
+                    "no_frames" if notice.kind == "stalled" else "camera_failed",
+                    notice.detail,
+                    Severity.ALERT,
+                )
+                if not self._camera_alert and self.s.link is not None:
+                    self.s.link.set_alert(["no_frames"])
+                self._camera_alert = True
+
+    def _health(self, code: str, detail: str, severity: Severity) -> None:
+        now = self.now()
+        frame = self.metrics.frames
+        self._emit(
+            [
+                Event(
+                    type="health",
+                    rule=code,
+                    phase=EventPhase.INSTANT,
+                    severity=severity,
+                    start_time=now,
+                    start_frame=frame,
+                    time=now,
+                    frame=frame,
+                    explain={"code": code, "detail": detail},
+                )
+            ]
+        )
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                fn = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a bad command must not stop the loop
+                log.exception("command failed")
+
+    def _print_status(self, frame: Frame) -> None:
+        if self.status_out is None:
+            return
+        link = ""
+        if self.s.link is not None:
+            state = getattr(self.s.link, "state", None)
+            depth = getattr(self.s.link, "outbox_depth", None)
+            link = f"  link {state or '?'}" + (f" outbox {depth}" if depth is not None else "")
+        total_events = sum(self.event_counts.values())
+        print(
+            f"[{frame.timestamp:8.1f} s] frame {frame.index:6d}  fps {self.metrics.fps_recent():5.1f}"
+            f"  people {self.people:2d}  tracks {len(self.tracks):2d}  events {total_events}{link}",
+            file=self.status_out,
+            flush=True,
+        )
+
+    def _finish(self) -> None:
+        s = self.s
+        now = self.now()
+        try:
+            events = list(s.engine.close(now, max(self.metrics.frames - 1, 0)))
+            if s.recorder is not None:
+                for ev in events:
+                    s.recorder.on_event(ev)
+            if s.deterrents is not None:
+                events.extend(s.deterrents.tick(now))
+            self._emit(events)
+        finally:
+            for closer in (s.recorder, s.preview, s.deterrents):
+                if closer is not None:
+                    _quiet(closer.close)
+            for sink in s.sinks:
+                _quiet(sink.close)
+            s.reader.stop()
+            if s.watchdog is not None:
+                _quiet(s.watchdog.stopping)
+
+
+def _quiet(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001
+        log.exception("error while shutting down")

@@ -1,0 +1,176 @@
+"""The rule engine: tracks in, explained events out, one call per frame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+
+from firmware.config.schema import VigilConfig
+from firmware.events.records import Event, EventPhase, Severity
+from firmware.rules.base import STAGES, FrameContext, Rule, RuleEnv
+from firmware.rules.memory import TrackMemory
+from firmware.rules.situations import Situations
+from firmware.rules.zones import LineSet, ZoneSet, foot_points
+from firmware.types import PERSON, Tracks
+
+
+def _rule_classes() -> dict[str, type[Rule]]:
+    from firmware.rules.fall import Fall
+    from firmware.rules.fight import Fight
+    from firmware.rules.left_object import LeftObject
+    from firmware.rules.loitering import Loitering
+    from firmware.rules.motion import GrabAndRun, Running
+    from firmware.rules.occupancy import Crowding, Footfall, Intrusion
+
+    classes = (
+        Loitering, GrabAndRun, Running, Fight, Fall, LeftObject, Crowding, Intrusion, Footfall
+    )  # fmt: skip
+    return {c.name: c for c in classes}
+
+
+def _local_clock(tz_name: str, start: datetime | None) -> Callable[[float], datetime]:
+    """Stream timestamp -> local time: ``start`` plus the timestamp when a start is given;
+    else the timestamp itself when it looks like Unix time; else the current time."""
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"site.timezone {tz_name!r} is not a known IANA time zone") from None
+    if start is not None and start.tzinfo is None:
+        start = start.replace(tzinfo=tz)
+
+    def clock(t: float) -> datetime:
+        if start is not None:
+            return (start + timedelta(seconds=t)).astimezone(tz)
+        if t > 1e9:
+            return datetime.fromtimestamp(t, tz)
+        return datetime.now(tz)
+
+    return clock
+
+
+class RuleEngine:
+    """Runs every enabled rule of the site config over each frame's tracks.
+
+    ``update`` returns the events of this frame (start/update/end of situations, instant
+    events); ``close`` ends every open situation at the end of a stream.
+    """
+
+    def __init__(
+        self,
+        cfg: VigilConfig,
+        frame_size: tuple[int, int],
+        fps: float = 25.0,
+        *,
+        wall_clock_start: datetime | None = None,
+        forget_s: float = 5.0,
+    ):
+        w, h = frame_size
+        if w <= 0 or h <= 0:
+            raise ValueError(f"frame size must be positive, got {w}x{h}")
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.cfg = cfg
+        self.fps = float(fps)
+        self.frame_size = (int(w), int(h))
+        self.forget_s = float(forget_s)
+        self.mem = TrackMemory(history=max(8, int(round(self.fps * 3.0))))
+        zones = ZoneSet(cfg.zones, self.frame_size, self.mem, cfg.rules.loitering.return_window_s)
+        lines = LineSet(cfg.lines, self.frame_size)
+        clock = _local_clock(cfg.site.timezone, wall_clock_start)
+        self.env = RuleEnv(self.mem, zones, lines, self.fps, self.frame_size, cfg.schedule, clock)
+        self.sits = Situations()
+        self.rules: list[Rule] = []
+        for name, cls in _rule_classes().items():
+            rcfg = getattr(cfg.rules, name)
+            if rcfg.enabled:
+                self.rules.append(cls(rcfg, self.env))
+        self._acted: set[str] = set()
+
+    @property
+    def zones(self) -> ZoneSet:
+        return self.env.zones
+
+    def update(self, tracks: Tracks, timestamp: float, frame_index: int) -> list[Event]:
+        """Feed one frame's tracks; returns the events this frame produced."""
+        t = float(timestamp)
+        mem = self.mem
+        ids = np.asarray(tracks.ids, np.int64)
+        boxes = np.asarray(tracks.boxes, np.float64).reshape(-1, 4)
+        classes = np.asarray(tracks.classes, np.int16)
+        slots = mem.slots_for(ids, t)
+        mem.push(slots, boxes, classes, t)
+        people = np.nonzero(classes == PERSON)[0]
+        p_slots = slots[people]
+        p_boxes = boxes[people]
+        p_feet = foot_points(p_boxes)
+        entered, exited = self.env.zones.update(p_slots, p_feet, t)
+        ctx = FrameContext(
+            t=t,
+            frame=int(frame_index),
+            slots=slots,
+            boxes=boxes,
+            classes=classes,
+            ids=ids,
+            keypoints=tracks.keypoints,
+            people=people,
+            p_slots=p_slots,
+            p_ids=ids[people],
+            p_boxes=p_boxes,
+            p_feet=p_feet,
+            p_heights=p_boxes[:, 3] - p_boxes[:, 1],
+            entered=entered,
+            exited=exited,
+        )
+        for rule in self.rules:
+            rule.update(ctx, self.sits)
+        self.sits.sweep(t, ctx.frame)
+        mem.expire(t, self.forget_s)
+        return self.sits.take()
+
+    def close(self, timestamp: float, frame_index: int) -> list[Event]:
+        """End every open situation (end of stream or shutdown); send partial summaries."""
+        for rule in self.rules:
+            flush = getattr(rule, "flush", None)
+            if flush is not None:
+                flush(float(timestamp), int(frame_index), self.sits)
+        self.sits.close_all(float(timestamp), int(frame_index))
+        return self.sits.take()
+
+    @property
+    def unit_armed(self) -> bool | None:
+        """Hub override of the schedule: True armed, False disarmed, None follow it."""
+        return self.env.unit_armed
+
+    def set_armed(self, zone: str | None, armed: bool | None) -> None:
+        """Hub arm/disarm: the whole unit (``zone=None``) or one zone by name.
+
+        The unit armed watches its armed zones for intrusion whatever the schedule; disarmed
+        it does not; ``None`` goes back to the schedule. The other rules always run."""
+        if zone is None:
+            self.env.unit_armed = None if armed is None else bool(armed)
+            return
+        idx = self.env.zones.index.get(zone)
+        if idx is None:
+            known = ", ".join(self.env.zones.names) or "none configured"
+            raise ValueError(f"unknown zone {zone!r} (zones: {known})")
+        self.env.zones.armed[idx] = bool(armed)
+
+    def deterrent_for(self, event: Event) -> str | None:
+        """The deterrent to switch for this event, once per situation: the rule's
+        ``deterrent`` when the event starts (or reaches the rule's ``act_at`` stage)."""
+        if event.phase not in (EventPhase.START, EventPhase.UPDATE, EventPhase.INSTANT):
+            return None
+        rcfg = getattr(self.cfg.rules, event.rule, None)
+        name = getattr(rcfg, "deterrent", None)
+        if name is None or event.event_id in self._acted:
+            return None
+        stage = STAGES.get(getattr(rcfg, "act_at", "notice"), Severity.NOTICE)
+        if event.severity < stage:
+            return None
+        self._acted.add(event.event_id)
+        if len(self._acted) > 10000:
+            self._acted.clear()
+        return name

@@ -1,0 +1,77 @@
+"""Whole-loop benchmark: fps of the unit's frame loop on a shared clip and each stage's share.
+
+    .venv/bin/python tools/bench/loop.py [--clip PATH] [--frames N] [--threads N]
+
+Runs exactly what `vigil run --fast` runs (same stages, default config for the rules and
+tracker, demo zones), with no status output, then prints frames per second and the share of
+the frame time spent in each stage. Shares are ratios within one run, so they are
+comparable across noisy machines; absolute fps is for this machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from firmware.commands.run import DEMO_CONFIG
+from firmware.config import load
+from firmware.loop import FrameLoop
+from firmware.paths import eval_data_dir
+from firmware.unit import RunOptions, apply_overrides, build_stages
+
+DEFAULT_CLIP = "caviar/lisbon/videos/TwoLeaveShop2front.mpg"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--clip", default=None, help=f"video file (default: $VIGIL_EVAL_DATA/{DEFAULT_CLIP})"
+    )
+    p.add_argument(
+        "--frames", type=int, default=None, help="stop after N frames (default: whole clip)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="interpreter threads (default: config)"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = p.parse_args(argv)
+    clip = Path(args.clip) if args.clip else eval_data_dir() / DEFAULT_CLIP
+    if not clip.exists():
+        print(f"clip {clip} not found (set VIGIL_EVAL_DATA or pass --clip)", file=sys.stderr)
+        return 2
+    loaded = load(DEMO_CONFIG)
+    if args.threads:
+        loaded.config.detector.threads = args.threads
+    opts = RunOptions(source=str(clip), fast=True, mqtt="none", data_dir="/tmp/vigil-bench")
+    loaded = apply_overrides(loaded, opts)
+    stages, birth = build_stages(loaded, opts)
+    result = FrameLoop(stages, status_out=None, max_frames=args.frames).run()
+    per = result.metrics.per_frame_ms()
+    total = sum(per.values()) or 1.0
+    out = {
+        "clip": str(clip),
+        "frames": result.frames,
+        "fps": round(result.metrics.fps_overall(), 2),
+        "model": birth["models"][0]["name"],
+        "threads": loaded.config.detector.threads,
+        "stage_ms": {k: round(v, 3) for k, v in per.items()},
+        "stage_share": {k: round(v / total, 4) for k, v in per.items()},
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(
+        f"clip {clip.name}: {out['frames']} frames, whole loop {out['fps']} fps "
+        f"({out['model']}, {out['threads']} thread(s))"
+    )
+    print(f"{'stage':<12}{'ms/frame':>10}{'share':>8}")
+    for k, v in per.items():
+        print(f"{k:<12}{v:>10.2f}{100 * v / total:>7.1f}%")
+    print(f"{'total':<12}{total:>10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
