@@ -150,6 +150,8 @@ class Diagnostics:
                 else "wait for the camera, then retry"
             )
             raise DiagError("no frame to snapshot yet", hint)
+        if progress is not None:
+            progress(0, 1, "rendering")
         png, info = snapshot_png(self.probe.cfg, last, int(args.get("max_width", 960)))
         return {"png": png, **info}
 

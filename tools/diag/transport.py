@@ -8,11 +8,13 @@ carry a message and a hint for the person at the keyboard.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 Progress = Callable[[int, int, str], None]
 Bytes = Callable[[int, int], None]
+RESEND_S = 3.0  # resend a request that got no answer at all (not even progress) this fast
 
 
 class Unreachable(Exception):
@@ -82,19 +84,33 @@ class SerialTransport:
         from firmware.console.framing import VERSION, FrameError, encode
 
         rid = next(self._ids)
+        frame = encode({"v": VERSION, "id": rid, "cmd": cmd, "args": args})
+        deadline = time.monotonic() + timeout
+        heard = False
         try:
-            self.port.write(encode({"v": VERSION, "id": rid, "cmd": cmd, "args": args}))
+            self.port.write(frame)
             self.port.flush()
             while True:
+                left = deadline - time.monotonic()
                 try:
-                    msg = self.reader.read(timeout=timeout, on_bytes=on_bytes)
+                    if left <= 0:
+                        raise FrameError("timed out")
+                    msg = self.reader.read(
+                        timeout=left if heard else min(left, RESEND_S), on_bytes=on_bytes
+                    )
                 except FrameError:
+                    if not heard and deadline - time.monotonic() > 0:
+                        # nothing back yet: the console may have been (re)starting; ask again
+                        self.port.write(frame)
+                        self.port.flush()
+                        continue
                     raise Unreachable(
                         f"no answer from the unit on {self.device} within {timeout:.0f} s",
                         "is vigil-console running on the unit (systemctl status vigil-console)? same baud rate? TX/RX crossed?",
                     ) from None
                 if msg.get("id") != rid:
                     continue  # a late answer to an earlier, timed-out request
+                heard = True
                 if "progress" in msg:
                     if progress is not None:
                         p = msg["progress"]
