@@ -11,70 +11,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from firmware.deter.config import (
-    DeterrentConfig,
     EscalationPolicy,
     EscalationStage,
     in_windows,
     quiet_windows,
 )
-from firmware.deter.outputs import Output, build_output, parse_pin
+from firmware.deter.outputs import build_output, parse_pin
+from firmware.deter.state import _Cause, _Escalation, _OutputState, make_record
 from firmware.events.records import Event, EventPhase, Severity
 
 if TYPE_CHECKING:
     from firmware.config.schema import VigilConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Cause:
-    """Why an output is being switched: the rule event and stage behind it."""
-
-    rule: str
-    reason: str
-    trigger: str | None = None
-    stage: int | None = None
-    zone: str | None = None
-    track_ids: list[int] = field(default_factory=list)
-    incident_id: str | None = None
-
-
-@dataclass
-class _OutputState:
-    out: Output | None
-    cfg: DeterrentConfig
-    on_since: float | None = None
-    off_at: float | None = None
-    last_off: float = float("-inf")
-    history: list[tuple[float, float]] = field(default_factory=list)  # closed on-intervals
-    cause: _Cause | None = None
-    activation: int = 0
-    error: str | None = None
-
-    def on_time(self, now: float, window: float) -> float:
-        """Seconds on within (now - window, now]."""
-        t0 = now - window
-        self.history = [(a, b) for a, b in self.history if b > t0]
-        total = sum(b - max(a, t0) for a, b in self.history)
-        if self.on_since is not None:
-            total += now - max(self.on_since, t0)
-        return total
-
-
-@dataclass
-class _Escalation:
-    rule: str
-    policy: EscalationPolicy
-    started: float
-    events: set[str]
-    cause: _Cause
-    next_stage: int = 0
 
 
 class DeterrentController:
@@ -276,42 +230,9 @@ class DeterrentController:
 
     def self_test(self, name: str, pulse_s: float = 0.2) -> dict[str, Any]:
         """Pulse one output and read it back; {ok, detail, hint}. Recorded as deterrent events."""
-        import time as _time
+        from firmware.deter.selftest import pulse_and_read
 
-        with self._lock:
-            st = self.outputs[name]
-            if st.out is None:
-                return {
-                    "ok": False,
-                    "detail": f"unavailable: {st.error}",
-                    "hint": _unavailable_hint(st.cfg),
-                }
-            if st.on_since is not None:
-                return {"ok": True, "detail": "in use by a rule right now; not pulsed", "hint": ""}
-            cause = _Cause("selftest", "self-test pulse")
-            now = self._last_now if self._last_now is not None else 0.0
-            try:
-                st.out.on()
-                _time.sleep(pulse_s)
-                seen_on = st.out.read_back()
-            finally:
-                st.out.off()
-            _time.sleep(0.05)
-            seen_off = st.out.read_back()
-            self._pending.append(
-                self._record("selftest", name, cause, now, reason="self-test pulse")
-            )
-        if seen_on is None:
-            return {"ok": True, "detail": "pulsed; no read-back for this output", "hint": ""}
-        if seen_on and not seen_off:
-            how = "feedback input" if st.cfg.feedback_pin is not None else "output level"
-            return {"ok": True, "detail": f"on/off read back by its {how}", "hint": ""}
-        stuck = "on" if seen_off else "off"
-        return {
-            "ok": False,
-            "detail": f"read back {'on' if seen_on else 'off'} when on, {'on' if seen_off else 'off'} when off: stuck {stuck}",
-            "hint": f"check the wiring of {name} (pin {st.cfg.pin}, feedback {st.cfg.feedback_pin}), the relay/driver and its supply",
-        }
+        return pulse_and_read(self, name, pulse_s)
 
     def read_back(self, name: str) -> bool | None:
         st = self.outputs[name]
@@ -548,46 +469,7 @@ class DeterrentController:
         self._timers[name] = t
 
     def _record(
-        self,
-        action: str,
-        output: str | None,
-        cause: _Cause,
-        now: float,
-        *,
-        reason: str,
-        severity: Severity = Severity.NOTICE,
-        extra: dict[str, Any] | None = None,
+        self, action: str, output: str | None, cause: _Cause, now: float, **kw: Any
     ) -> Event:
-        explain: dict[str, Any] = {"action": action, "reason": reason}
-        if output is not None:
-            dcfg = self.outputs[output].cfg
-            explain.update(output=output, kind=dcfg.kind)
-            if dcfg.pin is not None:
-                explain["pin"] = f"GPIO{parse_pin(dcfg.pin)}"
-        if cause.stage is not None:
-            explain["stage"] = cause.stage
-        if cause.trigger is not None:
-            explain["trigger_event"] = cause.trigger
-        explain.update(extra or {})
-        return Event(
-            type="deterrent",
-            rule=cause.rule,
-            phase=EventPhase.INSTANT,
-            severity=severity,
-            start_time=now,
-            start_frame=self._frame,
-            time=now,
-            frame=self._frame,
-            zone=cause.zone,
-            track_ids=list(cause.track_ids),
-            explain=explain,
-            incident_id=cause.incident_id,
-        )
-
-
-def _unavailable_hint(cfg: DeterrentConfig) -> str:
-    if cfg.kind == "serial":
-        return f"is the siren/audio module plugged in at {cfg.port}? (ls /dev/ttyUSB* /dev/ttyACM*)"
-    if cfg.kind == "voice":
-        return "is alsa-utils installed (aplay) and the audio file present?"
-    return f"is GPIO{cfg.pin} free (not used by another program or overlay)?"
+        cfg = self.outputs[output].cfg if output is not None else None
+        return make_record(action, output, cfg, cause, now, self._frame, **kw)
