@@ -16,6 +16,17 @@ from tools.diag.transport import Bytes, CommandFailed, Progress, Unreachable
 NETWORK_REFUSED = {"snapshot": "snapshots (images) are only served over the serial console"}
 
 
+def hub_command(cmd: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The hub command (docs/mqtt.md) that carries a vigil-diag command."""
+    if cmd == "status":
+        return "diagnostics", {}
+    if cmd == "test_output":
+        return "deterrent_test", {"name": args["name"], "seconds": float(args.get("seconds", 1.0))}
+    if cmd == "mute":
+        return "mute", {"minutes": args["minutes"]}
+    return "diagnostics", {"cmd": cmd, "args": args}
+
+
 def _broker(url: str) -> tuple[str, int, bool]:
     u = urlparse(url)
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
@@ -58,7 +69,6 @@ class MqttTransport:
             )
         try:
             from firmware.link.signing import Signer
-
             from tools.hub.client import HubClient
         except ImportError as e:
             raise Unreachable(
@@ -93,12 +103,11 @@ class MqttTransport:
                 f"{cmd} over MQTT: {NETWORK_REFUSED[cmd]}",
                 "vigil-diag --serial /dev/ttyUSB0 snapshot",
             )
+        name, cmd_args = hub_command(cmd, args)
         if progress is not None:
             progress(0, 1, f"{cmd} (waiting for the unit)")
         try:
-            reply = self.hub.command(
-                self.unit, "diagnostics", {"cmd": cmd, "args": args}, timeout=timeout
-            )
+            reply = self.hub.command(self.unit, name, cmd_args, timeout=timeout)
         except TimeoutError:
             raise Unreachable(
                 f"no reply from unit {self.unit} within {timeout:.0f} s",
@@ -110,11 +119,21 @@ class MqttTransport:
             result = reply.get("result")
             return result if isinstance(result, dict) else {"result": result}
         err = reply.get("error") or {}
-        if isinstance(err, dict):
+        if not isinstance(err, dict):
+            raise CommandFailed(str(err))
+        code, message = err.get("code", "error"), err.get("message", "")
+        if code == "bad_args" and name == "diagnostics" and "unknown argument" in message:
             raise CommandFailed(
-                f"{err.get('code', 'error')}: {err.get('message', '')}", str(err.get("hint", ""))
+                f"{cmd} over MQTT: this unit's link takes no diagnostics sub-commands ({message})",
+                "use --serial DEV at the unit, or update its firmware",
             )
-        raise CommandFailed(str(err))
+        hints = {
+            "bad_signature": "--key is not the key whose public half the unit has (link.hub_public_key)",
+            "no_key": "the unit has no hub public key configured (link.hub_public_key)",
+            "stale": "the hub's clock and the unit's differ: check NTP on both",
+            "rejected": "see the message; `vigil-diag ... outputs` lists the outputs",
+        }
+        raise CommandFailed(f"{code}: {message}", hints.get(code, ""))
 
     def close(self) -> None:
         self.hub.close()
