@@ -272,7 +272,8 @@ class FrameLoop:
         link = ""
         if self.s.link is not None:
             state = getattr(self.s.link, "state", None)
-            depth = getattr(self.s.link, "outbox_depth", None)
+            outbox = getattr(self.s.link, "outbox", None)
+            depth = outbox.depth() if outbox is not None else None
             link = f"  link {state or '?'}" + (f" outbox {depth}" if depth is not None else "")
         total_events = sum(self.event_counts.values())
         print(
