@@ -124,6 +124,8 @@ def test_incident_encrypted_and_nothing_clear_on_disk(
     assert len(rec.recorded) == 1
     iid = rec.recorded[0]
     assert ev.incident_id == iid
+    assert rec.on_event(event(130)) is None  # closed: nothing more is recorded
+    rec.push(130, 130 / FPS, person_frame(0)[0])
     assert scan_written(data, private_tmp) == []
     assert list(private_tmp.iterdir()) == [], "no temporary file left behind"
     files = sorted(p.name for p in (data / "incidents" / iid).iterdir())

@@ -65,12 +65,14 @@ class Anonymiser:
         tracks: Tracks | None,
         inference_ok: bool = True,
         scale_from: tuple[int, int] | None = None,
+        faces: np.ndarray | None = None,
     ) -> np.ndarray:
         """A new, masked copy of ``image`` (HxWx3 BGR) for storing or showing.
 
         ``detections``/``tracks`` are this frame's (None when inference did not run);
         ``scale_from`` is the (width, height) their boxes refer to when that is not the
-        image's size (inference on the low-resolution stream).
+        image's size (inference on the low-resolution stream); ``faces`` (N,4) xyxy boxes
+        from a face locator, in the same coordinates, are masked too (in every mode).
         """
         h, w = image.shape[:2]
         sx, sy = (1.0, 1.0) if scale_from is None else (w / scale_from[0], h / scale_from[1])
@@ -90,6 +92,10 @@ class Anonymiser:
             return out
         self.last_full = False
         regions = self._regions(detections, tracks, sx, sy, w, h)
+        if faces is not None and len(faces):
+            f = _scale(np.asarray(faces, np.float32).reshape(-1, 4), sx, sy)
+            fr = self._enlarge(f, f, np.full(len(f), 10.0, np.float32), w, h)  # generous
+            regions = _drop_contained(np.concatenate([regions, fr]))
         self.last_regions = regions
         if self.cfg.mode == "silhouette":
             self._draw_silhouettes(out, image, regions)

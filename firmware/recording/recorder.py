@@ -84,6 +84,7 @@ class IncidentRecorder:
         self._buffer: deque[tuple[int, float, bytes]] = deque(maxlen=max(n_pre, 1))
         self._keep_pre = n_pre > 0
         self._open: _Incident | None = None
+        self._closed = False
         self._queue: queue.Queue[tuple[str, Any, Any]] = queue.Queue(
             maxsize=max(int(self.fps * 2), 10)
         )
@@ -97,7 +98,7 @@ class IncidentRecorder:
 
     @property
     def available(self) -> bool:
-        return self._key is not None
+        return self._key is not None and not self._closed
 
     @property
     def open_incident(self) -> str | None:
@@ -166,6 +167,7 @@ class IncidentRecorder:
             self._queue.put(("stop", None, None))
             self._worker.join(timeout)
             self._worker = None
+        self._closed = True
 
     # ---- internals --------------------------------------------------------------------
     def _start(self, event: Event) -> _Incident:
