@@ -81,8 +81,8 @@ class IncidentRecorder:
         else:
             self.error = "incident recording disabled in the config"
         n_pre = int(round(cfg.pre_event_s * self.fps))
+        # at least the latest frame: the one whose event opens the incident
         self._buffer: deque[tuple[int, float, bytes]] = deque(maxlen=max(n_pre, 1))
-        self._keep_pre = n_pre > 0
         self._open: _Incident | None = None
         self._closed = False
         self._queue: queue.Queue[tuple[str, Any, Any]] = queue.Queue(
@@ -126,12 +126,11 @@ class IncidentRecorder:
                         [frame_index, *(round(v, 1) for v in box)]
                     )
             self._send("frame", inc, image)
-        if self._keep_pre:
-            ok, jpeg = cv2.imencode(
-                ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.buffer_jpeg_quality]
-            )
-            if ok:
-                self._buffer.append((frame_index, timestamp, jpeg.tobytes()))
+        ok, jpeg = cv2.imencode(
+            ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.buffer_jpeg_quality]
+        )
+        if ok:
+            self._buffer.append((frame_index, timestamp, jpeg.tobytes()))
 
     def on_event(self, event: Event) -> str | None:
         """Attach an event to an incident; returns (and sets on the event) its incident id.
