@@ -11,7 +11,9 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from firmware.config.base import Point, PosSeconds, Section, ZonePurpose
-from firmware.deter.config import DeterrentConfig, parse_pin
+from firmware.detect.config import DetectorConfig
+from firmware.deter.boards import BoardName
+from firmware.deter.config import DeterrenceConfig, DeterrentConfig, check_outputs
 from firmware.link.config import LinkConfig
 from firmware.privacy.config import PrivacyConfig
 from firmware.recording.config import RecordingConfig
@@ -32,6 +34,10 @@ class SiteConfig(Section):
     )
     timezone: str = Field(
         "UTC", description="IANA time zone of the store, for schedules and quiet hours"
+    )
+    board: BoardName = Field(
+        "pi4",
+        description="Board profile from hw/boards/ (pi4, pi5, cm4): which pins exist and which are reserved",
     )
 
 
@@ -59,23 +65,6 @@ class CameraConfig(Section):
     )
     reopen_backoff_s: PosSeconds = Field(
         1.0, description="First wait before reopening a failed source; doubles up to 30 s"
-    )
-
-
-class DetectorConfig(Section):
-    model: str = Field("nanodet-m-416-int8", description="Model name from models/manifest.toml")
-    threads: Annotated[int, Field(ge=1, le=8)] = Field(
-        2, description="CPU threads for the interpreter"
-    )
-    edgetpu: bool = Field(
-        False,
-        description="Try the Coral Edge TPU delegate (loads <model>_edgetpu.tflite); falls back to the CPU with a logged warning",
-    )
-    score_threshold: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.35, description="Minimum detection score kept for tracking"
-    )
-    every_nth_frame: Annotated[int, Field(ge=1, le=30)] = Field(
-        1, description="Run inference on every n-th frame; the tracker predicts in between"
     )
 
 
@@ -152,6 +141,7 @@ class VigilConfig(Section):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     deterrents: dict[str, DeterrentConfig] = Field(default_factory=dict)
+    deterrence: DeterrenceConfig = Field(default_factory=DeterrenceConfig)
     link: LinkConfig = Field(default_factory=LinkConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
@@ -179,14 +169,9 @@ class VigilConfig(Section):
             d = getattr(rule, "deterrent", None)
             if d is not None and d not in self.deterrents:
                 raise ValueError(f"rules.{rule_name}.deterrent names unknown deterrent {d!r}")
-        pins: dict[int, str] = {}
-        for name, d in self.deterrents.items():
-            bcm = parse_pin(d.pin)
-            if bcm in pins:
-                raise ValueError(
-                    f"deterrents.{name}.pin: GPIO{bcm} is already used by deterrents.{pins[bcm]}"
-                )
-            pins[bcm] = name  # type: ignore[index]
+        problems = check_outputs(self)
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
 
 from firmware.events.records import Severity
+from firmware.rules.config import ScheduleConfig
 from firmware.rules.memory import TrackMemory
 from firmware.rules.situations import Situations
 from firmware.rules.zones import LineSet, ZoneSet
@@ -24,6 +27,9 @@ class RuleEnv:
     lines: LineSet
     fps: float
     frame_size: tuple[int, int]
+    schedule: ScheduleConfig
+    clock: Callable[[float], datetime]  # stream timestamp -> local wall-clock time
+    unit_armed: bool | None = None  # hub override: None = follow the schedule
 
 
 @dataclass(slots=True)

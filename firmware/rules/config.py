@@ -137,28 +137,38 @@ class FightRule(Section):
 
 
 class FallRule(Section):
-    """A change to a lying posture (box shape, or pose keypoints) followed by staying down."""
+    """A change to a lying posture followed by staying down.
+
+    Lying is any of: a box wider than tall after the person was upright (side views); with
+    pose keypoints, a torso nearer horizontal than vertical; or a box whose height or width
+    has grown well past the person's size while walking, while they lie still (how a lying
+    body looks from a high or overhead camera: it covers a longer stretch of floor)."""
 
     enabled: bool = Field(True, description="Run this rule")
     lying_ratio: Annotated[float, Field(gt=0, le=10)] = Field(
         1.0,
-        description="A box wider than tall by this factor (width/height) counts as lying; with pose keypoints, a torso closer to horizontal than 45 degrees does",
+        description="A box at least this much wider than tall (width/height) counts as lying, if the person was upright before",
     )
     upright_ratio: Annotated[float, Field(gt=0, le=10)] = Field(
-        1.4, description="A box taller than wide by this factor (height/width) counts as upright"
+        1.4,
+        description="A box at least this much taller than wide (height/width) counts as upright",
     )
-    height_drop: Annotated[float, Field(gt=0, lt=1)] = Field(
-        0.6,
-        description="Also lying: the box height falls below this fraction of the person's recent upright height while the width stays",
+    extent_growth: Annotated[float, Field(gt=1, le=5)] = Field(
+        1.3,
+        description="Lying also when the box's height or width exceeds this factor of its size while the person was walking (and they now lie still)",
     )
-    upright_within_s: PosSeconds = Field(
-        5.0, description="The person must have been upright within this time before going down"
+    still_speed: HeightsPerSecond = Field(
+        0.15, description="Below this speed (person heights per second) the person counts as still"
+    )
+    moving_within_s: PosSeconds = Field(
+        5.0,
+        description="The person must have been upright or walking within this time before going down (a fall is a change, not someone already lying)",
     )
     min_down_s: PosSeconds = Field(
-        1.5, description="Seconds the person must stay down before the rule fires"
+        3.0, description="Seconds the person must stay down before the rule fires"
     )
     end_grace_s: NonNegSeconds = Field(
-        2.0, description="The situation ends once the person has been upright this long"
+        2.0, description="The situation ends once the person has been up this long"
     )
     deterrent: str | None = _deterrent_field()
 
@@ -248,12 +258,13 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class ScheduleConfig(Section):
-    """Opening hours, local time of [site].timezone; outside them the store is closed and
-    after-hours intrusion watches the armed zones."""
+    """Opening hours in local time of [site].timezone. Outside them the store is closed and
+    after-hours intrusion watches the armed zones. Without hours the store counts as open
+    and only a hub 'arm' command makes intrusion active."""
 
-    open_time: str = Field("08:00", description="Opening time, HH:MM")
-    close_time: str = Field(
-        "20:00", description="Closing time, HH:MM (earlier than open_time = open past midnight)"
+    open_time: str | None = Field(None, description="Opening time, HH:MM; unset = no schedule")
+    close_time: str | None = Field(
+        None, description="Closing time, HH:MM (earlier than open_time = open past midnight)"
     )
     open_days: list[str] = Field(
         list(_DAYS), description="Days the store opens: mon, tue, wed, thu, fri, sat, sun"
@@ -264,7 +275,9 @@ class ScheduleConfig(Section):
 
     @field_validator("open_time", "close_time")
     @classmethod
-    def _hhmm(cls, v: str) -> str:
+    def _hhmm(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         m = re.fullmatch(r"(\d{1,2}):(\d{2})", v.strip())
         if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
             raise ValueError(f"{v!r} is not a time of day HH:MM (00:00 to 23:59)")
@@ -279,6 +292,15 @@ class ScheduleConfig(Section):
             raise ValueError(f"unknown day(s) {bad}; use {', '.join(_DAYS)}")
         return out
 
-    def minutes(self, hhmm: str) -> int:
+    @model_validator(mode="after")
+    def _both(self) -> ScheduleConfig:
+        if (self.open_time is None) != (self.close_time is None):
+            raise ValueError("give both open_time and close_time, or neither")
+        if self.open_time is not None and self.open_time == self.close_time:
+            raise ValueError("open_time and close_time are the same")
+        return self
+
+    @staticmethod
+    def minutes(hhmm: str) -> int:
         h, m = hhmm.split(":")
         return int(h) * 60 + int(m)

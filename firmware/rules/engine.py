@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
@@ -16,9 +18,37 @@ from firmware.types import PERSON, Tracks
 
 
 def _rule_classes() -> dict[str, type[Rule]]:
+    from firmware.rules.fall import Fall
+    from firmware.rules.fight import Fight
+    from firmware.rules.left_object import LeftObject
     from firmware.rules.loitering import Loitering
+    from firmware.rules.motion import GrabAndRun, Running
+    from firmware.rules.occupancy import Crowding, Footfall, Intrusion
 
-    return {c.name: c for c in (Loitering,)}
+    classes = (
+        Loitering, GrabAndRun, Running, Fight, Fall, LeftObject, Crowding, Intrusion, Footfall
+    )  # fmt: skip
+    return {c.name: c for c in classes}
+
+
+def _local_clock(tz_name: str, start: datetime | None) -> Callable[[float], datetime]:
+    """Stream timestamp -> local time: ``start`` plus the timestamp when a start is given;
+    else the timestamp itself when it looks like Unix time; else the current time."""
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"site.timezone {tz_name!r} is not a known IANA time zone") from None
+    if start is not None and start.tzinfo is None:
+        start = start.replace(tzinfo=tz)
+
+    def clock(t: float) -> datetime:
+        if start is not None:
+            return (start + timedelta(seconds=t)).astimezone(tz)
+        if t > 1e9:
+            return datetime.fromtimestamp(t, tz)
+        return datetime.now(tz)
+
+    return clock
 
 
 class RuleEngine:
@@ -46,12 +76,11 @@ class RuleEngine:
         self.fps = float(fps)
         self.frame_size = (int(w), int(h))
         self.forget_s = float(forget_s)
-        self.wall_clock_start = wall_clock_start
-        self.unit_armed = True
         self.mem = TrackMemory(history=max(8, int(round(self.fps * 3.0))))
         zones = ZoneSet(cfg.zones, self.frame_size, self.mem, cfg.rules.loitering.return_window_s)
         lines = LineSet(cfg.lines, self.frame_size)
-        self.env = RuleEnv(self.mem, zones, lines, self.fps, self.frame_size)
+        clock = _local_clock(cfg.site.timezone, wall_clock_start)
+        self.env = RuleEnv(self.mem, zones, lines, self.fps, self.frame_size, cfg.schedule, clock)
         self.sits = Situations()
         self.rules: list[Rule] = []
         for name, cls in _rule_classes().items():
@@ -102,14 +131,26 @@ class RuleEngine:
         return self.sits.take()
 
     def close(self, timestamp: float, frame_index: int) -> list[Event]:
-        """End every open situation (end of stream or shutdown)."""
+        """End every open situation (end of stream or shutdown); send partial summaries."""
+        for rule in self.rules:
+            flush = getattr(rule, "flush", None)
+            if flush is not None:
+                flush(float(timestamp), int(frame_index), self.sits)
         self.sits.close_all(float(timestamp), int(frame_index))
         return self.sits.take()
 
-    def set_armed(self, zone: str | None, armed: bool) -> None:
-        """Hub arm/disarm: the whole unit (``zone=None``) or one zone by name."""
+    @property
+    def unit_armed(self) -> bool | None:
+        """Hub override of the schedule: True armed, False disarmed, None follow it."""
+        return self.env.unit_armed
+
+    def set_armed(self, zone: str | None, armed: bool | None) -> None:
+        """Hub arm/disarm: the whole unit (``zone=None``) or one zone by name.
+
+        The unit armed watches its armed zones for intrusion whatever the schedule; disarmed
+        it does not; ``None`` goes back to the schedule. The other rules always run."""
         if zone is None:
-            self.unit_armed = bool(armed)
+            self.env.unit_armed = None if armed is None else bool(armed)
             return
         idx = self.env.zones.index.get(zone)
         if idx is None:

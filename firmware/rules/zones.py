@@ -65,6 +65,7 @@ class ZoneSet:
         mem.alloc("z_exit_t", (z,), np.float64, np.nan)
         mem.alloc("z_acc_s", (z,), np.float64, 0.0)  # time of earlier visits that still count
         mem.alloc("z_visits", (z,), np.int32, 0)
+        mem.alloc("z_last_visit_s", (z,), np.float64, np.nan)  # length of the last ended visit
 
     def __len__(self) -> int:
         return len(self.names)
@@ -116,6 +117,7 @@ class ZoneSet:
         if exited.any():
             visit = run_t - m.z_enter_t[slots]
             m.z_acc_s[slots] = np.where(exited, m.z_acc_s[slots] + visit, m.z_acc_s[slots])
+            m.z_last_visit_s[slots] = np.where(exited, visit, m.z_last_visit_s[slots])
             m.z_exit_t[slots] = np.where(exited, run_t, m.z_exit_t[slots])
             m.z_enter_t[slots] = np.where(exited, np.nan, m.z_enter_t[slots])
         m.z_in_run[slots] = np.minimum(in_run, 1 << 20)

@@ -1,0 +1,342 @@
+"""Hub commands: size, CBOR, signature, freshness and replay checks, then the unit's action.
+
+Every command gets exactly one reply on ``.../reply`` with its request id (null when the id
+could not be read) and ``ok`` true or an ``error`` whose ``code`` says why. Refusals are
+counted by code and reported in metrics. Nothing here raises to the caller: a hostile or
+broken payload costs one reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from firmware.config import ConfigError, parse_text
+from firmware.link import messages
+from firmware.link.control import UnitControl
+from firmware.link.signing import MAX_COUNTER, load_public_key, loads_exact, verify
+
+if TYPE_CHECKING:
+    from firmware.link.client import Link
+
+log = logging.getLogger("vigil.link.commands")
+
+# Refusal codes (docs/mqtt.md lists them); "rejected"/"invalid_config"/"failed" come after
+# a command was accepted and the unit could not do it.
+REFUSALS = (
+    "too_large",
+    "malformed",
+    "no_key",
+    "unsigned",
+    "bad_signature",
+    "stale",
+    "replayed",
+    "unknown_command",
+    "bad_args",
+    "busy",
+)
+COUNTER_KEY = "cmd_ctr"
+
+
+class Refused(Exception):
+    def __init__(self, code: str, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.code, self.message, self.problems = code, message, problems
+
+
+# name -> {arg: (types, required, check or None, description)}
+_Num = (int, float)
+ARGS: dict[str, dict[str, tuple]] = {
+    "arm": {"zone": (str, False, None)},
+    "disarm": {"zone": (str, False, None)},
+    "config/set": {"text": (str, True, None)},
+    "deterrent_test": {
+        "name": (str, False, None),
+        "seconds": (_Num, False, lambda v: 0 < v <= 30 or "must be > 0 and <= 30"),
+    },
+    "mute": {"minutes": (_Num, True, lambda v: 0 <= v <= 1440 or "must be 0..1440")},
+    "diagnostics": {},
+    "rebirth": {},
+    "retention_purge": {
+        "older_than_days": (_Num, False, lambda v: 0 <= v <= 3650 or "must be 0..3650")
+    },
+    "legal_hold": {"incident_id": (str, True, None), "hold": (bool, False, None)},
+}
+
+
+class CommandProcessor:
+    """Checks and runs the commands that arrive for one unit."""
+
+    def __init__(self, link: Link, control: UnitControl, now: Callable[[], float] = time.time):
+        self.link = link
+        self.control = control
+        self.cfg = link.cfg
+        self.now = now
+        self.stats_counter: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.key = None
+        self.key_problem: str | None = None
+        if self.cfg.hub_public_key:
+            try:
+                self.key = load_public_key(link._resolve(self.cfg.hub_public_key))
+            except (OSError, ValueError) as e:
+                self.key_problem = f"hub public key unusable: {e}"
+                log.error("link: %s; every command will be refused", self.key_problem)
+        else:
+            self.key_problem = "no hub public key configured ([link] hub_public_key)"
+        self.last_config_hash: str | None = None
+
+    def names(self) -> list[str]:
+        return sorted(ARGS)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.stats_counter)
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.stats_counter[what] += 1
+
+    # -- entry points -----------------------------------------------------------------------
+
+    def busy(self, topic: str, payload: bytes) -> None:
+        self._count("busy")
+        self._reply(None, self._name(topic), {"code": "busy", "message": "command queue full"})
+
+    def handle(self, topic: str, payload: bytes) -> dict[str, Any]:
+        """Check and run one command; publishes and returns the reply."""
+        name = self._name(topic)
+        request_id: str | None = None
+        try:
+            request_id, args = self._check(topic, name, payload)
+        except Refused as r:
+            self._count(r.code)
+            log.info("link: refused command %s (%s): %s", name, r.code, r.message)
+            return self._reply(request_id_of(payload), name, _error(r))
+        try:
+            result = self._run(name, args)
+        except Refused as r:
+            self._count(r.code)
+            return self._reply(request_id, name, _error(r))
+        except ConfigError as e:
+            self._count("invalid_config")
+            err = {"code": "invalid_config", "message": str(e), "problems": e.problems}
+            return self._reply(request_id, name, err)
+        except (ValueError, KeyError) as e:
+            self._count("rejected")
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            return self._reply(request_id, name, {"code": "rejected", "message": str(msg)})
+        except Exception as e:
+            self._count("failed")
+            log.exception("link: command %s failed", name)
+            return self._reply(
+                request_id, name, {"code": "failed", "message": f"{type(e).__name__}: {e}"}
+            )
+        self._count("ok")
+        return self._reply(request_id, name, None, result)
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def _name(self, topic: str) -> str:
+        base = self.link.topics.base + "/"
+        rest = topic[len(base) :] if topic.startswith(base) else topic
+        return rest.removeprefix("cmd/")[:64]
+
+    def _check(self, topic: str, name: str, payload: bytes) -> tuple[str, dict]:
+        if len(payload) > self.cfg.command_max_bytes:
+            raise Refused(
+                "too_large", f"{len(payload)} bytes; the limit is {self.cfg.command_max_bytes}"
+            )
+        try:
+            outer = loads_exact(payload)
+        except Exception as e:
+            raise Refused("malformed", f"payload is not one CBOR item: {_short(e)}") from None
+        if not isinstance(outer, dict):
+            raise Refused("malformed", "payload must be a CBOR map {v, body, sig}")
+        if outer.get("v") != 1:
+            raise Refused("malformed", f"unsupported version v={_short(outer.get('v'))}")
+        extra = set(outer) - {"v", "body", "sig"}
+        if extra:
+            raise Refused("malformed", f"unknown key(s) {sorted(map(str, extra))[:5]}")
+        body = outer.get("body")
+        if not isinstance(body, bytes):
+            raise Refused("malformed", "body must be a byte string (the CBOR command body)")
+        if self.key is None:
+            raise Refused("no_key", self.key_problem or "no hub key")
+        sig = outer.get("sig")
+        if sig is None:
+            raise Refused("unsigned", "the command carries no signature")
+        if not isinstance(sig, bytes) or len(sig) != 64:
+            raise Refused("bad_signature", "sig must be a 64-byte Ed25519 signature")
+        if not verify(self.key, topic, body, sig):
+            raise Refused("bad_signature", "signature does not match the hub key for this topic")
+        try:
+            cmd = loads_exact(body)
+        except Exception as e:
+            raise Refused("malformed", f"body is not one CBOR item: {_short(e)}") from None
+        if not isinstance(cmd, dict) or cmd.get("v") != 1:
+            raise Refused("malformed", "body must be a map with v: 1")
+        extra = set(cmd) - {"v", "id", "ts", "ctr", "args"}
+        if extra:
+            raise Refused("malformed", f"unknown key(s) in body {sorted(map(str, extra))[:5]}")
+        rid, ts, ctr, args = cmd.get("id"), cmd.get("ts"), cmd.get("ctr"), cmd.get("args", {})
+        if not isinstance(rid, str) or not 1 <= len(rid) <= 64:
+            raise Refused("malformed", "id must be a text string of 1..64 characters")
+        if not _is_num(ts) or not math.isfinite(ts):
+            raise Refused("malformed", "ts must be a finite number (Unix seconds)")
+        if not isinstance(ctr, int) or isinstance(ctr, bool) or not 0 <= ctr <= MAX_COUNTER:
+            raise Refused("malformed", f"ctr must be an unsigned integer <= {MAX_COUNTER}")
+        age = self.now() - ts
+        if abs(age) > self.cfg.command_max_age_s:
+            raise Refused(
+                "stale",
+                f"timestamp is {age:+.1f} s from the unit's clock "
+                f"(window +-{self.cfg.command_max_age_s:g} s)",
+            )
+        if not self.link.outbox.advance(COUNTER_KEY, ctr):
+            raise Refused(
+                "replayed",
+                f"counter {ctr} is not above the last accepted {self.link.outbox.get(COUNTER_KEY)}",
+            )
+        if name not in ARGS:
+            raise Refused("unknown_command", f"no command {name!r}; known: {', '.join(ARGS)}")
+        if not isinstance(args, dict):
+            raise Refused("bad_args", "args must be a map")
+        return rid, _check_args(name, args)
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def _run(self, name: str, args: dict) -> Any:
+        c = self.control
+        if name == "arm":
+            c.arm(args.get("zone"))
+            return {"armed": args.get("zone") or "unit"}
+        if name == "disarm":
+            c.disarm(args.get("zone"))
+            return {"disarmed": args.get("zone") or "unit"}
+        if name == "config/set":
+            return self._config_set(args["text"])
+        if name == "deterrent_test":
+            return c.deterrent_test(args.get("name"), float(args.get("seconds", 2.0)))
+        if name == "mute":
+            return c.mute(float(args["minutes"]))
+        if name == "diagnostics":
+            return c.diagnostics()
+        if name == "rebirth":
+            fields = c.rebirth() or {}
+            self.link.update_birth(**fields)
+            return {"session": self.link.session}
+        if name == "retention_purge":
+            days = args.get("older_than_days")
+            return c.retention_purge(None if days is None else float(days))
+        if name == "legal_hold":
+            return c.legal_hold(args["incident_id"], bool(args.get("hold", True)))
+        raise Refused("unknown_command", f"no command {name!r}")  # pragma: no cover
+
+    def _config_set(self, text: str) -> dict[str, Any]:
+        new = parse_text(text, "config/set")  # ConfigError -> invalid_config with every problem
+        site, unit = self.link.site, self.link.unit
+        if (new.site.site_id, new.site.unit_id) != (site, unit):
+            raise ValueError(
+                f"site.site_id/unit_id must stay {site}/{unit} (got "
+                f"{new.site.site_id}/{new.site.unit_id}); re-provision the unit to rename it"
+            )
+        result = self.control.apply_config(text) or {}
+        digest = config_hash(text)
+        self.last_config_hash = digest
+        self.link._send(self.link.topics.config_state, self._state_payload(text), retain=True)
+        self.link.update_birth(config_hash=digest)
+        return {"config_hash": digest, **messages.plain(result)}
+
+    def _state_payload(self, text: str) -> bytes:
+        return messages.encode({"time": self.now(), "config_hash": config_hash(text), "text": text})
+
+    def config_state_payload(self) -> bytes | None:
+        """The retained config/state for the config in effect (published on every connect)."""
+        try:
+            text = self.control.config_text()
+        except Exception:
+            log.exception("link: cannot read the config in effect")
+            return None
+        return self._state_payload(text) if isinstance(text, str) else None
+
+    def _reply(
+        self, request_id: str | None, name: str, error: dict | None, result: Any = None
+    ) -> dict[str, Any]:
+        reply: dict[str, Any] = {"id": request_id, "cmd": name, "ok": error is None}
+        reply["time"] = self.now()
+        if error is None:
+            reply["result"] = messages.plain(result)
+        else:
+            reply["error"] = error
+        self.link._send(self.link.topics.reply, messages.encode(reply))
+        return reply
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def request_id_of(payload: bytes) -> str | None:
+    """The request id of a refused command when it can be read (so the hub can match it)."""
+    try:
+        outer = loads_exact(payload)
+        cmd = loads_exact(outer["body"])
+        rid = cmd["id"]
+    except Exception:
+        return None
+    return rid if isinstance(rid, str) and 1 <= len(rid) <= 64 else None
+
+
+def _check_args(name: str, args: dict) -> dict:
+    spec = ARGS[name]
+    unknown = [str(k) for k in args if k not in spec]
+    if unknown:
+        raise Refused("bad_args", f"{name}: unknown argument(s) {sorted(unknown)[:5]}")
+    problems = []
+    for arg, (types, required, check) in spec.items():
+        if arg not in args:
+            if required:
+                problems.append(f"{arg}: required")
+            continue
+        v = args[arg]
+        ok_type = isinstance(v, types) and not (isinstance(v, bool) and types is not bool)
+        if not ok_type or (isinstance(v, float) and not math.isfinite(v)):
+            problems.append(f"{arg}: expected {_type_name(types)}, got {type(v).__name__}")
+            continue
+        if isinstance(v, str) and not 1 <= len(v) <= 4096 and arg != "text":
+            problems.append(f"{arg}: must be 1..4096 characters")
+            continue
+        if check is not None:
+            verdict = check(v)
+            if verdict is not True:
+                problems.append(f"{arg}: {verdict}")
+    if problems:
+        raise Refused("bad_args", f"{name}: {'; '.join(problems)}", problems)
+    return args
+
+
+def _type_name(types: Any) -> str:
+    return "number" if types == _Num else {str: "text", bool: "bool"}.get(types, str(types))
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _short(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= 120 else s[:117] + "..."
+
+
+def _error(r: Refused) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": r.code, "message": r.message}
+    if r.problems:
+        err["problems"] = r.problems
+    return err

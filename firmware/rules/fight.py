@@ -1,0 +1,117 @@
+"""Fight / aggression: two or more people close together whose boxes move erratically
+relative to each other (pushing, hitting, grappling), while the pair as a whole does not
+travel (people walking or running side by side are not fighting).
+
+Box features: over a short window, the mean absolute frame-to-frame change of the vector
+between the two people and of both boxes' sizes, in person heights per second. With pose
+keypoints the wrists' motion relative to the pair is added.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from firmware.events.records import Severity
+from firmware.rules.base import FrameContext, Rule, RuleEnv
+from firmware.rules.config import FightRule
+from firmware.rules.situations import Situations
+
+
+class Fight(Rule):
+    name = "fight"
+    cfg: FightRule
+
+    def __init__(self, cfg: FightRule, env: RuleEnv):
+        super().__init__(cfg, env)
+        self.n = max(3, int(round(cfg.window_s * env.fps)) + 1)
+        # pair -> (first agitated time, its frame, last agitated time)
+        self.pair_since: dict[tuple[int, int], tuple[float, int, float]] = {}
+        self.group_of: dict[int, tuple[int, int]] = {}  # track id -> situation key
+
+    def update(self, ctx: FrameContext, sits: Situations) -> None:
+        cfg, mem = self.cfg, self.env.mem
+        p = len(ctx.p_slots)
+        if p < 2:
+            self._forget(ctx.t, set())
+            return
+        # Candidate pairs: centres closer than max_distance mean heights.
+        b = ctx.p_boxes
+        c = (b[:, :2] + b[:, 2:]) * 0.5
+        h = np.maximum(ctx.p_heights, 1.0)
+        d = np.hypot(c[:, None, 0] - c[None, :, 0], c[:, None, 1] - c[None, :, 1])
+        hm = (h[:, None] + h[None, :]) * 0.5
+        close = np.triu(d < cfg.max_distance * hm, 1)
+        ii, jj = np.nonzero(close)
+        if len(ii) == 0:
+            self._forget(ctx.t, set())
+            return
+        boxes, times = mem.window(ctx.p_slots, self.n)  # (P,n,4)
+        bi, bj = boxes[ii], boxes[jj]
+        ci = (bi[..., :2] + bi[..., 2:]) * 0.5
+        cj = (bj[..., :2] + bj[..., 2:]) * 0.5
+        rel = ci - cj
+        dt = np.diff(times[ii], axis=1)
+        scale = hm[ii, jj][:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d_rel = np.hypot(*np.moveaxis(np.diff(rel, axis=1), -1, 0))
+            wi, hi = bi[..., 2] - bi[..., 0], bi[..., 3] - bi[..., 1]
+            wj, hj = bj[..., 2] - bj[..., 0], bj[..., 3] - bj[..., 1]
+            d_size = (
+                np.abs(np.diff(wi, axis=1))
+                + np.abs(np.diff(hi, axis=1))
+                + np.abs(np.diff(wj, axis=1))
+                + np.abs(np.diff(hj, axis=1))
+            ) * 0.5
+            rate = (d_rel + d_size) / (dt * scale)
+            ok_n = np.sum(~np.isnan(rate), axis=1)
+            agit = np.nansum(rate, axis=1) / np.maximum(ok_n, 1)
+            mid = (ci + cj) * 0.5
+            span = times[ii, -1] - times[ii, 0]
+            common = np.hypot(*(mid[:, -1] - mid[:, 0]).T) / (span * scale[:, 0])
+        ok = (
+            (np.sum(~np.isnan(times[ii]) & ~np.isnan(times[jj]), axis=1) >= self.n)
+            & (agit >= cfg.min_agitation)
+            & (common <= cfg.max_pair_speed)
+        )
+        active: set[tuple[int, int]] = set()
+        for k in np.nonzero(ok)[0].tolist():
+            i, j = int(ii[k]), int(jj[k])
+            a, bb = int(ctx.p_ids[i]), int(ctx.p_ids[j])
+            pair = (min(a, bb), max(a, bb))
+            active.add(pair)
+            since_t, since_f, _ = self.pair_since.get(pair, (ctx.t, ctx.frame, ctx.t))
+            self.pair_since[pair] = (since_t, since_f, ctx.t)
+            if ctx.t - since_t < cfg.min_duration_s - 1e-9:
+                continue
+            key = self.group_of.get(pair[0]) or self.group_of.get(pair[1]) or pair
+            if key not in sits.open:
+                self.group_of = {t: g for t, g in self.group_of.items() if g in sits.open}
+            self.group_of[pair[0]] = self.group_of[pair[1]] = key
+            sits.observe(
+                (self.name, key),
+                ctx.t,
+                ctx.frame,
+                type="fight",
+                rule=self.name,
+                severity=Severity.ALERT,
+                track_ids=list(pair),
+                grace_s=cfg.end_grace_s,
+                start_time=since_t,
+                start_frame=since_f,
+                explain={
+                    "agitation_heights_per_s": float(agit[k]),
+                    "distance_heights": float(d[i, j] / hm[i, j]),
+                    "pair_speed_heights_per_s": float(common[k]),
+                    "min_agitation": cfg.min_agitation,
+                    "max_distance": cfg.max_distance,
+                    "max_pair_speed": cfg.max_pair_speed,
+                    "min_duration_s": cfg.min_duration_s,
+                },
+            )
+        self._forget(ctx.t, active)
+
+    def _forget(self, t: float, active: set[tuple[int, int]]) -> None:
+        """Drop pairs whose agitation stopped for longer than a short dip."""
+        gap = max(0.5, self.cfg.window_s / 2)
+        for pair in [q for q, v in self.pair_since.items() if q not in active and t - v[2] > gap]:
+            del self.pair_since[pair]

