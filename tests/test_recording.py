@@ -207,6 +207,14 @@ def test_key_file_problems(tmp_path: Path) -> None:
     assert load_key(raw) == bytes(range(32))
 
 
+def test_key_path_overrides_config(tmp_path: Path, key_file: Path, private_tmp: Path) -> None:
+    rcfg = RecordingConfig(key_file="relative/missing.key")
+    rec = IncidentRecorder(rcfg, tmp_path / "data", FPS, (W, H), key_path=key_file)
+    assert rec.available
+    rec.close()
+    assert not rec.available
+
+
 def test_without_key_nothing_is_recorded(tmp_path: Path, private_tmp: Path) -> None:
     data = tmp_path / "data"
     rec = record_scene(data, tmp_path / "missing.key", 30, {5: [event(5)]})

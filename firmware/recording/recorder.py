@@ -61,7 +61,10 @@ class IncidentRecorder:
         frame_size: tuple[int, int],
         model_info: dict[str, Any] | None = None,
         unit: str | None = None,
+        key_path: str | Path | None = None,
     ):
+        """``key_path`` overrides ``cfg.key_file`` (pass it resolved against the config's
+        folder when the config gives a relative path)."""
         self.cfg = cfg
         self.fps = float(fps)
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
@@ -74,7 +77,7 @@ class IncidentRecorder:
         self._key: bytes | None = None
         if cfg.enabled:
             try:
-                self._key = load_key(cfg.key_file)
+                self._key = load_key(key_path if key_path is not None else cfg.key_file)
             except RecordingKeyError as e:
                 self.error = f"incident recording disabled: {e}"
                 log.error("%s", self.error)
