@@ -77,7 +77,7 @@ class FrameLoop:
         self._stop = threading.Event()
         self._stop_reason = "end of stream"
         self._last_inference_frame = -(10**9)
-        self._inference_failing = False
+        self.inference_failing = False
         self._camera_alert = False
         self._last_ts = 0.0
         self._last_ts_wall = time.monotonic()
@@ -156,9 +156,9 @@ class FrameLoop:
             if s.deterrents is not None:
                 for ev in list(events):
                     events.extend(s.deterrents.on_event(ev, frame.timestamp))
-                events.extend(s.deterrents.tick(frame.timestamp))
+                events.extend(s.deterrents.tick(frame.timestamp, frame.index))
         with m.stage("publish"):
-            self._emit(events)
+            self.emit(events)
             if s.preview is not None and masked is not None:
                 s.preview.write(masked, frame, dets, self.tracks)
         self.people = int(np.count_nonzero(dets.classes == 1)) if len(dets) else 0
@@ -173,19 +173,19 @@ class FrameLoop:
         try:
             dets = s.detector.detect(image)
         except Exception as e:  # noqa: BLE001 - a failing model must not stop the unit; privacy fails closed
-            if not self._inference_failing:
+            if not self.inference_failing:
                 log.error(
                     "inference failed: %s (stored frames are masked whole until it recovers)", e
                 )
                 self._health("model_failed", f"inference failed: {e}", Severity.ALERT)
-            self._inference_failing = True
+            self.inference_failing = True
             return Detections.empty()
         timings = getattr(s.detector, "last_timings", None) or {}
         m.add("preprocess", float(timings.get("preprocess", 0.0)))
         m.add("inference", float(timings.get("inference", 0.0)) + float(timings.get("decode", 0.0)))
-        if self._inference_failing:
+        if self.inference_failing:
             log.info("inference recovered")
-            self._inference_failing = False
+            self.inference_failing = False
             self._health("model_recovered", "inference recovered", Severity.INFO)
         self._last_inference_frame = frame.index
         if image is not frame.image and len(dets):
@@ -200,12 +200,13 @@ class FrameLoop:
         s = self.s
         if s.anonymiser is None or (s.recorder is None and s.preview is None):
             return None
-        ok = not self._inference_failing and frame.index - self._last_inference_frame <= max(
+        ok = not self.inference_failing and frame.index - self._last_inference_frame <= max(
             STALE_INFERENCE_FRAMES, s.every_nth_frame
         )
         return s.anonymiser.apply(frame.image, dets, self.tracks, inference_ok=ok)
 
-    def _emit(self, events: list[Event]) -> None:
+    def emit(self, events: list[Event]) -> None:
+        """Send events to every sink and the hub link (loop thread only)."""
         for ev in events:
             self.event_counts[ev.type] += ev.phase in (EventPhase.START, EventPhase.INSTANT)
             for sink in self.s.sinks:
@@ -216,7 +217,7 @@ class FrameLoop:
     def _tick_idle(self) -> None:
         """No frame this time: keep timers (deterrent off-switching) running."""
         if self.s.deterrents is not None:
-            self._emit(self.s.deterrents.tick(self.now()))
+            self.emit(self.s.deterrents.tick(self.now()))
 
     def _source_health(self) -> None:
         for notice in self.s.reader.take_notices():
@@ -238,7 +239,7 @@ class FrameLoop:
     def _health(self, code: str, detail: str, severity: Severity) -> None:
         now = self.now()
         frame = self.metrics.frames
-        self._emit(
+        self.emit(
             [
                 Event(
                     type="health",
@@ -271,7 +272,8 @@ class FrameLoop:
         link = ""
         if self.s.link is not None:
             state = getattr(self.s.link, "state", None)
-            depth = getattr(self.s.link, "outbox_depth", None)
+            outbox = getattr(self.s.link, "outbox", None)
+            depth = outbox.depth() if outbox is not None else None
             link = f"  link {state or '?'}" + (f" outbox {depth}" if depth is not None else "")
         total_events = sum(self.event_counts.values())
         print(
@@ -291,7 +293,7 @@ class FrameLoop:
                     s.recorder.on_event(ev)
             if s.deterrents is not None:
                 events.extend(s.deterrents.tick(now))
-            self._emit(events)
+            self.emit(events)
         finally:
             for closer in (s.recorder, s.preview, s.deterrents):
                 if closer is not None:

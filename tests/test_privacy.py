@@ -260,3 +260,11 @@ def test_config_refuses_bad_static_mask() -> None:
         )
     with pytest.raises(ConfigError, match="privacy.mode"):
         validate({"privacy": {"mode": "blur"}})
+
+
+def test_face_boxes_masked_with_generous_margin() -> None:
+    anon = Anonymiser(PrivacyConfig(mode="head", margin=0.1, persist_growth=0.02))
+    img = scene()
+    out = anon.apply(img, Detections.empty(), None, faces=np.array([[200, 40, 220, 64]]))
+    assert covered(img, out, (194, 33, 226, 71)) == 1.0  # 10 % + 10 x 2 % of the face each side
+    assert covered(img, out, (0, 100, 320, 240)) == 0.0

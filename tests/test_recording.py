@@ -124,6 +124,8 @@ def test_incident_encrypted_and_nothing_clear_on_disk(
     assert len(rec.recorded) == 1
     iid = rec.recorded[0]
     assert ev.incident_id == iid
+    assert rec.on_event(event(130)) is None  # closed: nothing more is recorded
+    rec.push(130, 130 / FPS, person_frame(0)[0])
     assert scan_written(data, private_tmp) == []
     assert list(private_tmp.iterdir()) == [], "no temporary file left behind"
     files = sorted(p.name for p in (data / "incidents" / iid).iterdir())
@@ -205,6 +207,14 @@ def test_key_file_problems(tmp_path: Path) -> None:
     assert load_key(raw) == bytes(range(32))
 
 
+def test_key_path_overrides_config(tmp_path: Path, key_file: Path, private_tmp: Path) -> None:
+    rcfg = RecordingConfig(key_file="relative/missing.key")
+    rec = IncidentRecorder(rcfg, tmp_path / "data", FPS, (W, H), key_path=key_file)
+    assert rec.available
+    rec.close()
+    assert not rec.available
+
+
 def test_without_key_nothing_is_recorded(tmp_path: Path, private_tmp: Path) -> None:
     data = tmp_path / "data"
     rec = record_scene(data, tmp_path / "missing.key", 30, {5: [event(5)]})
@@ -221,3 +231,34 @@ def test_long_situation_split_by_max_clip(
     rec = record_scene(data, key_file, 150, evs, max_clip_s=2.0)
     assert len(rec.recorded) >= 2
     assert scan_written(data, private_tmp) == []
+
+
+def test_inference_failure_stores_fully_masked_frames(
+    tmp_path: Path, key_file: Path, private_tmp: Path
+) -> None:
+    """Inference fails on frames 20-29: those frames, and the recovery ones, are stored masked whole."""
+    data = tmp_path / "data"
+    rcfg = RecordingConfig(key_file=str(key_file), pre_event_s=0.0, post_event_s=60.0)
+    rec = IncidentRecorder(rcfg, data, FPS, (W, H))
+    anon = Anonymiser(PrivacyConfig(color=FILL, recovery_frames=3))
+    for i in range(50):
+        img, box = person_frame(i)
+        failing = 20 <= i < 30
+        d = (
+            None
+            if failing
+            else Detections(
+                np.array([box], np.float32),
+                np.array([0.9], np.float32),
+                np.array([PERSON], np.int16),
+            )
+        )
+        rec.push(i, i / FPS, anon.apply(img, d, None, inference_ok=not failing))
+        if i == 0:
+            rec.on_event(event(0))
+    rec.close()
+    frames = decode_clip(IncidentStore(data).decrypt_clip(rec.recorded[0], load_key(key_file)))
+    assert len(frames) == 50
+    whole = [float((np.abs(f.astype(int) - FILL) < 24).all(axis=2).mean()) for f in frames]
+    assert all(w > 0.97 for w in whole[20:32]), "failure and 2 recovery frames fully masked"
+    assert all(w < 0.3 for w in whole[:20] + whole[32:]), "the rest only where the person is"

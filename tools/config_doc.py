@@ -1,7 +1,7 @@
 """Writes docs/config.md from the config schema itself, so the docs cannot drift from the code.
 
-    .venv/bin/python tools/config_doc.py          # rewrite docs/config.md
-    .venv/bin/python tools/config_doc.py --check  # non-zero if docs/config.md is stale
+.venv/bin/python tools/config_doc.py          # rewrite docs/config.md
+.venv/bin/python tools/config_doc.py --check  # non-zero if docs/config.md is stale
 """
 
 from __future__ import annotations
@@ -45,7 +45,11 @@ def _type(s: dict, defs: dict) -> str:
         if "prefixItems" in s:
             return "[" + ", ".join(_type(x, defs) for x in s["prefixItems"]) + "]"
         return f"list of {_type(s.get('items', {}), defs)}"
-    if t == "object" and "additionalProperties" in s and isinstance(s["additionalProperties"], dict):
+    if (
+        t == "object"
+        and "additionalProperties" in s
+        and isinstance(s["additionalProperties"], dict)
+    ):
         return f"table of {_type(s['additionalProperties'], defs)}"
     if "title" in s and t == "object":
         return s["title"]
@@ -83,11 +87,19 @@ def _section(name: str, model: dict, defs: dict, lines: list[str], nested: list)
         target = _resolve(prop, defs)
         if target.get("type") == "object" and "properties" in target and prop.get("$ref"):
             nested.append((f"{name}.{key}", target))
-            lines.append(f"| `{key}` | table | | | see [`{name}.{key}`](#{(name + '.' + key).replace('.', '')}) |")
+            lines.append(
+                f"| `{key}` | table | | | see [`{name}.{key}`](#{(name + '.' + key).replace('.', '')}) |"
+            )
             continue
         default = "**required**" if key in required else _fmt_default(prop.get("default"))
-        desc = (prop.get("description") or target.get("description") or "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{key}` | {_type(prop, defs)} | {default} | {_bounds(prop, defs)} | {desc} |")
+        desc = (
+            (prop.get("description") or target.get("description") or "")
+            .replace("|", "\\|")
+            .replace("\n", " ")
+        )
+        lines.append(
+            f"| `{key}` | {_type(prop, defs)} | {default} | {_bounds(prop, defs)} | {desc} |"
+        )
 
 
 def render() -> str:
@@ -99,7 +111,10 @@ def render() -> str:
         target = _resolve(prop, defs)
         if "items" in target and "$ref" in target["items"]:
             queue.append((f"[[{key}]]", _resolve(target["items"], defs)))
-        elif isinstance(target.get("additionalProperties"), dict) and "$ref" in target["additionalProperties"]:
+        elif (
+            isinstance(target.get("additionalProperties"), dict)
+            and "$ref" in target["additionalProperties"]
+        ):
             queue.append((f"{key}.<name>", _resolve(target["additionalProperties"], defs)))
         else:
             queue.append((key, target))

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 from firmware.config import ConfigError, load
-from firmware.loop import FrameLoop
 from firmware.paths import MODELS_DIR
-from firmware.unit import RunOptions, apply_overrides, build_stages, data_dir, fail
+from firmware.unit import RunOptions, apply_overrides, build_unit, fail
 
 log = logging.getLogger(__name__)
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "demo" / "site.toml"
@@ -86,10 +85,11 @@ def run(args: argparse.Namespace) -> int:
         site=args.site,
         data_dir=args.data_dir,
         models_dir=Path(args.models_dir),
+        max_frames=args.max_frames,
     )
     try:
         loaded = apply_overrides(loaded, opts)
-        stages, birth = build_stages(loaded, opts)
+        unit = build_unit(loaded, opts, status_out=None if args.quiet else sys.stdout)
     except ConfigError as e:
         return fail(f"config {e.source}: {'; '.join(e.problems)}")
     except (ValueError, OSError) as e:  # ModelError, SourceError, unwritable paths
@@ -97,11 +97,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         return fail(f"a stage could not be loaded: {e}")
 
-    loop = FrameLoop(
-        stages, status_out=None if args.quiet else sys.stdout, max_frames=args.max_frames
-    )
-    loop.install_signal_handlers()
-    cfg = loaded.config
+    unit.loop.install_signal_handlers()
+    cfg, stages, birth = loaded.config, unit.loop.s, unit.birth
     print(
         f"vigil {birth['firmware']}: unit {cfg.site.unit_id} at {cfg.site.site_id}, source {stages.reader.name} "
         f"({stages.reader.frame_size[0]}x{stages.reader.frame_size[1]} @ {stages.reader.fps:g} fps"
@@ -109,7 +106,14 @@ def run(args: argparse.Namespace) -> int:
         f"model {stages.detector.name} on {stages.detector.backend}",
         flush=True,
     )
-    result = loop.run()
+    for note in unit.notes:
+        print(f"note: {note}", flush=True)
+    if unit.link is not None:
+        print(
+            f"link: {unit.link.url} as {cfg.link.topic_prefix}/{cfg.site.site_id}/{cfg.site.unit_id}",
+            flush=True,
+        )
+    result = unit.run()
     print(f"\nsummary ({result.stopped_by}):")
     for line in result.metrics.summary_lines():
         print(f"  {line}")
@@ -120,4 +124,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DEMO_CONFIG", "add_arguments", "data_dir", "run"]
+__all__ = ["DEMO_CONFIG", "add_arguments", "run"]

@@ -65,12 +65,14 @@ class Anonymiser:
         tracks: Tracks | None,
         inference_ok: bool = True,
         scale_from: tuple[int, int] | None = None,
+        faces: np.ndarray | None = None,
     ) -> np.ndarray:
         """A new, masked copy of ``image`` (HxWx3 BGR) for storing or showing.
 
         ``detections``/``tracks`` are this frame's (None when inference did not run);
         ``scale_from`` is the (width, height) their boxes refer to when that is not the
-        image's size (inference on the low-resolution stream).
+        image's size (inference on the low-resolution stream); ``faces`` (N,4) xyxy boxes
+        from a face locator, in the same coordinates, are masked too (in every mode).
         """
         h, w = image.shape[:2]
         sx, sy = (1.0, 1.0) if scale_from is None else (w / scale_from[0], h / scale_from[1])
@@ -90,6 +92,10 @@ class Anonymiser:
             return out
         self.last_full = False
         regions = self._regions(detections, tracks, sx, sy, w, h)
+        if faces is not None and len(faces):
+            f = _scale(np.asarray(faces, np.float32).reshape(-1, 4), sx, sy)
+            fr = self._enlarge(f, f, np.full(len(f), 10.0, np.float32), w, h)  # generous
+            regions = _drop_contained(np.concatenate([regions, fr]))
         self.last_regions = regions
         if self.cfg.mode == "silhouette":
             self._draw_silhouettes(out, image, regions)
@@ -262,7 +268,7 @@ class Anonymiser:
         r[:, [1, 3]] = np.clip(np.floor(r[:, [1, 3]]), 0, h)
         r[:, 2:] = np.ceil(r[:, 2:])
         r = r.astype(np.int32)
-        return r[(r[:, 2] > r[:, 0]) & (r[:, 3] > r[:, 1])]
+        return _drop_contained(r[(r[:, 2] > r[:, 0]) & (r[:, 3] > r[:, 1])])
 
     # ---- drawing ----------------------------------------------------------------------
     def _fill(self, out: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> None:
@@ -270,7 +276,7 @@ class Anonymiser:
         if region.size == 0:
             return
         if self.cfg.fill == "solid":
-            region[:] = self.cfg.color
+            cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), self.cfg.color, -1)
         elif self.cfg.fill == "noise":
             region[:] = self._rng.integers(0, 256, region.shape, dtype=np.uint8)
         else:
@@ -319,6 +325,19 @@ class Anonymiser:
         if self.cfg.static_masks:
             h, w = out.shape[:2]
             out[self._static_mask(w, h)] = self.cfg.color
+
+
+def _drop_contained(r: np.ndarray) -> np.ndarray:
+    """Rectangles not inside another one (of identical ones, the first is kept)."""
+    if len(r) < 2:
+        return r
+    a, b = r[:, None, :], r[None, :, :]
+    inside = (b[..., 0] <= a[..., 0]) & (b[..., 1] <= a[..., 1])
+    inside &= (b[..., 2] >= a[..., 2]) & (b[..., 3] >= a[..., 3])  # [i, j]: j contains i
+    same = (a == b).all(axis=2)
+    idx = np.arange(len(r))
+    drop = (inside & (~same | (idx[None, :] < idx[:, None]))).any(axis=1)
+    return r[~drop]
 
 
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -61,7 +61,10 @@ class IncidentRecorder:
         frame_size: tuple[int, int],
         model_info: dict[str, Any] | None = None,
         unit: str | None = None,
+        key_path: str | Path | None = None,
     ):
+        """``key_path`` overrides ``cfg.key_file`` (pass it resolved against the config's
+        folder when the config gives a relative path)."""
         self.cfg = cfg
         self.fps = float(fps)
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
@@ -74,16 +77,17 @@ class IncidentRecorder:
         self._key: bytes | None = None
         if cfg.enabled:
             try:
-                self._key = load_key(cfg.key_file)
+                self._key = load_key(key_path if key_path is not None else cfg.key_file)
             except RecordingKeyError as e:
                 self.error = f"incident recording disabled: {e}"
                 log.error("%s", self.error)
         else:
             self.error = "incident recording disabled in the config"
         n_pre = int(round(cfg.pre_event_s * self.fps))
+        # at least the latest frame: the one whose event opens the incident
         self._buffer: deque[tuple[int, float, bytes]] = deque(maxlen=max(n_pre, 1))
-        self._keep_pre = n_pre > 0
         self._open: _Incident | None = None
+        self._closed = False
         self._queue: queue.Queue[tuple[str, Any, Any]] = queue.Queue(
             maxsize=max(int(self.fps * 2), 10)
         )
@@ -97,7 +101,7 @@ class IncidentRecorder:
 
     @property
     def available(self) -> bool:
-        return self._key is not None
+        return self._key is not None and not self._closed
 
     @property
     def open_incident(self) -> str | None:
@@ -125,12 +129,11 @@ class IncidentRecorder:
                         [frame_index, *(round(v, 1) for v in box)]
                     )
             self._send("frame", inc, image)
-        if self._keep_pre:
-            ok, jpeg = cv2.imencode(
-                ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.buffer_jpeg_quality]
-            )
-            if ok:
-                self._buffer.append((frame_index, timestamp, jpeg.tobytes()))
+        ok, jpeg = cv2.imencode(
+            ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.buffer_jpeg_quality]
+        )
+        if ok:
+            self._buffer.append((frame_index, timestamp, jpeg.tobytes()))
 
     def on_event(self, event: Event) -> str | None:
         """Attach an event to an incident; returns (and sets on the event) its incident id.
@@ -166,6 +169,7 @@ class IncidentRecorder:
             self._queue.put(("stop", None, None))
             self._worker.join(timeout)
             self._worker = None
+        self._closed = True
 
     # ---- internals --------------------------------------------------------------------
     def _start(self, event: Event) -> _Incident:

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from firmware.commands.run import DEMO_CONFIG
 from firmware.config import load
-from firmware.loop import FrameLoop
 from firmware.paths import eval_data_dir
-from firmware.unit import RunOptions, apply_overrides, build_stages
+from firmware.unit import RunOptions, apply_overrides, build_unit
 
 DEFAULT_CLIP = "caviar/lisbon/videos/TwoLeaveShop2front.mpg"
 
@@ -44,10 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load(DEMO_CONFIG)
     if args.threads:
         loaded.config.detector.threads = args.threads
-    opts = RunOptions(source=str(clip), fast=True, mqtt="none", data_dir="/tmp/vigil-bench")
+    opts = RunOptions(
+        source=str(clip),
+        fast=True,
+        mqtt="none",
+        data_dir="/tmp/vigil-bench",
+        max_frames=args.frames,
+        watchdog=False,
+    )
     loaded = apply_overrides(loaded, opts)
-    stages, birth = build_stages(loaded, opts)
-    result = FrameLoop(stages, status_out=None, max_frames=args.frames).run()
+    unit = build_unit(loaded, opts)
+    result = unit.run()
+    birth = unit.birth
     per = result.metrics.per_frame_ms()
     total = sum(per.values()) or 1.0
     out = {
