@@ -278,3 +278,17 @@ def test_status_zones_logs_bench_and_mute_handlers(tmp_path, mock_pins):
                 diag.handle("bench", {"runs": 0})
         finally:
             probe.remove_log_handler()
+
+
+def test_human_output_of_other_result_shapes():
+    from tools.diag.render import human
+
+    # the link's own `diagnostics` reply (firmware/control.py) has no unit/frames keys
+    text = human("status", {"metrics": {"fps": 3.2}, "model": {"name": "nanodet"}, "tracks": 2})
+    assert "metrics:\n  fps  3.2\n" in text and "tracks" in text
+    assert human("test_output", {"tested": ["light"], "seconds": 1.0}).startswith("tested")
+    table = human(
+        "selftest",
+        {"checks": [{"name": "clock", "ok": False, "detail": "unsynchronised", "hint": "ntp"}]},
+    )
+    assert "FAIL    clock" in table and "clock: ntp" in table and "0 passed, 1 failed" in table

@@ -56,9 +56,33 @@ def _kv(pairs: list[tuple[str, Any]]) -> str:
 
 def human(cmd: str, r: dict[str, Any]) -> str:
     fn = globals().get(f"_{cmd}")
-    if fn is None:
-        return _kv([(k, v) for k, v in r.items()]) if r else "ok\n"
+    if fn is None or not _KNOWN_SHAPE.get(cmd, lambda _r: True)(r):
+        return generic(r)
     return fn(r)
+
+
+# what each renderer needs; other shapes (an older unit, the link's own diagnostics) print as key: value
+_KNOWN_SHAPE = {
+    "status": lambda r: "unit" in r and "frames" in r,
+    "selftest": lambda r: isinstance(r.get("checks"), list),
+    "bench": lambda r: "detect_ms" in r,
+    "test_output": lambda r: "ok" in r,
+    "zones": lambda r: "zones" in r,
+}
+
+
+def generic(r: dict[str, Any], indent: int = 0) -> str:
+    """Nested key: value lines, for results without a dedicated table."""
+    if not r:
+        return "ok\n"
+    w = max(len(str(k)) for k in r)
+    out = ""
+    for k, v in r.items():
+        if isinstance(v, dict) and v:
+            out += f"{' ' * indent}{k}:\n" + generic(v, indent + 2)
+        else:
+            out += f"{' ' * indent}{str(k).ljust(w)}  {v}\n"
+    return out
 
 
 def _status(r: dict[str, Any]) -> str:
