@@ -292,3 +292,17 @@ def test_human_output_of_other_result_shapes():
         {"checks": [{"name": "clock", "ok": False, "detail": "unsynchronised", "hint": "ntp"}]},
     )
     assert "FAIL    clock" in table and "clock: ntp" in table and "0 passed, 1 failed" in table
+
+
+def test_network_handler_never_serves_images(tmp_path):
+    from firmware.diag import DiagError
+
+    cfg = validate({"link": {"mqtt": ""}, "storage": {"data_dir": str(tmp_path)}})
+    probe = UnitProbe(cfg)
+    frame, dets, tracks = person_scene()
+    probe.frame(frame, dets, tracks)
+    diag = Diagnostics(probe)
+    assert "png" in diag.handle("snapshot")
+    with pytest.raises(DiagError, match="only served over the serial console"):
+        diag.handle_network("snapshot")
+    assert diag.handle_network()["frames"] == 1

@@ -26,9 +26,7 @@ class DiagControl:
         self.diag, self.deter = diag, deter
 
     def diagnostics(self, cmd: str = "status", args: dict | None = None) -> dict[str, Any]:
-        if cmd == "snapshot":
-            raise ValueError("no images over the network: use the serial console")
-        return self.diag.handle(cmd, args or {})
+        return self.diag.handle_network(cmd, args)
 
     def deterrent_test(self, name: str | None, seconds: float) -> dict[str, Any]:
         return self.deter.self_test(name or next(iter(self.deter.outputs)), min(seconds, 1.0))

@@ -34,7 +34,9 @@ COMMANDS = (
 )
 
 
-class DiagError(Exception):
+class DiagError(ValueError):
+    """A command the unit cannot do; a ValueError so the hub link replies 'rejected' with it."""
+
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
         self.message, self.hint = message, hint
@@ -63,6 +65,17 @@ class Diagnostics:
             raise DiagError(
                 f"{cmd}: {e}", "check the command's arguments (vigil-diag COMMAND --help)"
             ) from None
+
+    def handle_network(
+        self, cmd: str = "status", args: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """For the hub link's ``diagnostics`` command: the same commands, never an image."""
+        if cmd == "snapshot":
+            raise DiagError(
+                "snapshots are only served over the serial console",
+                "vigil-diag --serial DEV snapshot",
+            )
+        return self.handle(cmd, args)
 
     # ---- commands ------------------------------------------------------------------
     def cmd_status(self, args: dict, progress: Progress | None) -> dict[str, Any]:
