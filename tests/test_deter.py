@@ -449,3 +449,36 @@ def test_tonal_buzzer_plays_its_tone_on_a_pwm_pin():
             assert pin.frequency is None
     finally:
         factory.reset()
+
+
+def test_dimmed_light_and_blinking_relay():
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    factory = MockFactory(pin_class=MockPWMPin)
+    cfg = make_cfg(
+        {
+            "lamp": {"kind": "light", "pin": 12, "brightness": 0.4, "on_s": 2},
+            "beacon": {
+                "kind": "relay",
+                "pin": 16,
+                "pattern": "blink",
+                "blink_on_s": 0.05,
+                "blink_off_s": 0.05,
+                "on_s": 2,
+            },
+        }
+    )
+    try:
+        with DeterrentController(cfg, pin_factory=factory) as ctrl:
+            ctrl.test("lamp", 0.0)
+            assert factory.pin("GPIO12").state == pytest.approx(0.4)
+            ctrl.test("beacon", 0.0)
+            import time
+
+            time.sleep(0.3)  # gpiozero's blink thread toggles the relay
+            states = [s.state for s in factory.pin("GPIO16").states]
+            assert states.count(True) >= 2 and states.count(False) >= 2
+            ctrl.tick(2.0)
+            assert factory.pin("GPIO12").state == 0 and factory.pin("GPIO16").state == 0
+    finally:
+        factory.reset()

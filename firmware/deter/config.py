@@ -44,6 +44,10 @@ class DeterrentConfig(Section):
     pattern: Literal["steady", "blink"] | None = Field(
         None, description="steady or blink while on; default blink for a strobe, else steady"
     )
+    brightness: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0,
+        description="Light/strobe: brightness 0..1; below 1 drives the pin with PWM (gpiozero PWMLED)",
+    )
     blink_on_s: Annotated[float, Field(ge=0.02, le=10)] = Field(
         0.1, description="On time of one blink (pattern = blink)"
     )

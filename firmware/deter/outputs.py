@@ -63,7 +63,7 @@ def _feedback(cfg: DeterrentConfig, pin_factory):
 
 
 class GpioOutput:
-    """light/strobe (LED, blinking for a strobe), relay (OutputDevice), buzzer (Buzzer/TonalBuzzer)."""
+    """light/strobe (LED or dimmed PWMLED, blinking for a strobe), relay (DigitalOutputDevice), buzzer (Buzzer/TonalBuzzer)."""
 
     def __init__(self, name: str, cfg: DeterrentConfig, pin_factory=None) -> None:
         import gpiozero
@@ -75,10 +75,12 @@ class GpioOutput:
             self.dev = gpiozero.TonalBuzzer(pin, **kw)
         elif cfg.kind == "buzzer":
             self.dev = gpiozero.Buzzer(pin, active_high=cfg.active_high, **kw)
-        elif cfg.kind == "relay":
-            self.dev = gpiozero.OutputDevice(
+        elif cfg.kind == "relay":  # DigitalOutputDevice: an OutputDevice that can also blink
+            self.dev = gpiozero.DigitalOutputDevice(
                 pin, active_high=cfg.active_high, initial_value=False, **kw
             )
+        elif cfg.brightness < 1.0:  # dimmed lamp: PWM
+            self.dev = gpiozero.PWMLED(pin, active_high=cfg.active_high, **kw)
         else:
             self.dev = gpiozero.LED(pin, active_high=cfg.active_high, **kw)
         try:
@@ -96,6 +98,8 @@ class GpioOutput:
             self.dev.play(Tone(frequency=self.cfg.tone_hz))
         elif self.cfg.blinks and hasattr(self.dev, "blink"):
             self.dev.blink(on_time=self.cfg.blink_on_s, off_time=self.cfg.blink_off_s)
+        elif self.cfg.brightness < 1.0 and self.cfg.kind in ("light", "strobe"):
+            self.dev.value = self.cfg.brightness
         else:
             self.dev.on()
 
@@ -114,7 +118,7 @@ class GpioOutput:
             return bool(self.feedback.value)
         if self.cfg.blinks:
             return None  # the level alternates; only a feedback input can tell
-        return bool(self.dev.value)
+        return bool(self.dev.value)  # PWMLED: any brightness above 0 reads as on
 
     def close(self) -> None:
         for d in (self.dev, self.feedback):
