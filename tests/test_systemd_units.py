@@ -113,3 +113,15 @@ def test_tmpfiles_and_sysusers_create_the_user_and_data_dirs(tmp_path):
     data = tmp_path / "var/lib/vigil"
     assert (data / "outbox").is_dir() and (data / "incidents").is_dir()
     assert data.stat().st_mode & 0o777 == 0o750
+
+
+def test_install_script_parses_and_refuses_bad_options():
+    script = Path(__file__).resolve().parents[1] / "tools" / "install-pi.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    r = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown option --bogus" in r.stderr
+    r = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--board pi4|pi5|cm4" in r.stdout
+    text = script.read_text()
+    for unit in ("vigil.service", "vigil-console.service", "vigil.tmpfiles", "vigil.sysusers"):
+        assert f"systemd/{unit}" in text and (SYSTEMD / unit).is_file()
