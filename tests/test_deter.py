@@ -482,3 +482,32 @@ def test_dimmed_light_and_blinking_relay():
             assert factory.pin("GPIO12").state == 0 and factory.pin("GPIO16").state == 0
     finally:
         factory.reset()
+
+
+def test_off_on_end_and_instant_events(mock_pins):
+    policy = {
+        "escalation": {
+            "loitering": {
+                "cooldown_s": 0,
+                "off_on_end": True,
+                "stages": [
+                    {"after_s": 0, "outputs": ["light"]},
+                    {"after_s": 5, "outputs": ["siren"]},
+                ],
+            }
+        }
+    }
+    cfg = make_cfg(ESCALATION, policy)
+    with DeterrentController(cfg) as ctrl:
+        tl = Timeline(ctrl, escalation_pins(mock_pins))
+        tl.event(loiter(EventPhase.START, 1.0))
+        tl.event(loiter(EventPhase.END, 3.0))  # the person left: the light goes off with them
+        tl.run_until(10.0)
+        tl.event(loiter(EventPhase.INSTANT, 12.0, "i1"))  # instant: only the after_s = 0 stage
+        tl.run_until(45.0)
+    # the instant event's light runs its on_s (30 s): off_on_end applies to situations that end
+    assert_transitions(
+        tl.transitions["light"], [(0, False), (1, True), (3, False), (12, True), (42, False)]
+    )
+    assert [s for _, s in tl.transitions["siren"]] == [False]
+    assert not ctrl.escalations

@@ -120,8 +120,8 @@ class DeterrentController:
                     esc = _Escalation(event.rule, policy, now, {event.event_id}, cause)
                     self.escalations[event.rule] = esc
                 out += self._advance(esc, now)
-                if event.phase == EventPhase.INSTANT:
-                    out += self._end_escalation(esc, event.event_id, now)
+                if event.phase == EventPhase.INSTANT:  # over at once; its outputs run their on_s
+                    out += self._end_escalation(esc, event.event_id, now, switch_off=False)
             elif esc is not None and event.event_id in esc.events:
                 esc.cause.track_ids = list(event.track_ids) or esc.cause.track_ids
                 if event.phase == EventPhase.END:
@@ -333,14 +333,16 @@ class DeterrentController:
                 )
         return out
 
-    def _end_escalation(self, esc: _Escalation, event_id: str, now: float) -> list[Event]:
+    def _end_escalation(
+        self, esc: _Escalation, event_id: str, now: float, switch_off: bool = True
+    ) -> list[Event]:
         esc.events.discard(event_id)
         if esc.events:
             return []
         del self.escalations[esc.rule]
         self.cooling_until[esc.rule] = now + esc.policy.cooldown_s
         out: list[Event] = []
-        if esc.policy.off_on_end:
+        if esc.policy.off_on_end and switch_off:
             names = {n for s in esc.policy.stages for n in s.outputs}
             for name in sorted(names):
                 if self.outputs.get(name) and self.outputs[name].on_since is not None:
