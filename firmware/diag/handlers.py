@@ -165,7 +165,7 @@ class Diagnostics:
             raise DiagError("no frame to snapshot yet", hint)
         if progress is not None:
             progress(0, 1, "rendering")
-        png, info = snapshot_png(self.probe.cfg, last, int(args.get("max_width", 960)))
+        png, info = snapshot_png(self.probe.cfg, last, int(args.get("max_width", 640)))
         return {"png": png, **info}
 
     def cmd_logs(self, args: dict, progress: Progress | None) -> dict[str, Any]:

@@ -142,13 +142,13 @@ def render(cfg: VigilConfig, last: LastFrame) -> tuple[np.ndarray, dict[str, Any
 
 
 def snapshot_png(
-    cfg: VigilConfig, last: LastFrame, max_width: int = 960
+    cfg: VigilConfig, last: LastFrame, max_width: int = 640
 ) -> tuple[bytes, dict[str, Any]]:
     img, info = render(cfg, last)
     h, w = img.shape[:2]
     if w > max_width:
         img = cv2.resize(img, (max_width, round(h * max_width / w)), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     info["png_bytes"] = int(buf.size)

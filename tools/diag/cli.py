@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", default="snapshot.png", help="PNG file to write (default snapshot.png)"
     )
     sn.add_argument(
-        "--max-width", type=int, default=960, help="scale down to this width (default 960)"
+        "--max-width",
+        type=int,
+        default=640,
+        help="scale down to this width (default 640: about 25 s at 115200 baud)",
     )
     lg = sub.add_parser("logs", help="the unit's recent log lines")
     lg.add_argument("-n", "--lines", type=int, default=50, help="how many (default 50)")
