@@ -46,6 +46,9 @@ class Stages:
     preview: Any = None
     watchdog: Any = None
     every_nth_frame: int = 1
+    score_threshold: float = 0.35  # detections kept for tracking and rules
+    mask_score_threshold: float | None = None  # lower bar for what the anonymiser masks
+    static_masks_before_inference: bool = False
 
 
 @dataclass
@@ -141,22 +144,27 @@ class FrameLoop:
     def _process(self, frame: Frame) -> None:
         s, m = self.s, self.metrics
         self._last_ts, self._last_ts_wall = frame.timestamp, time.monotonic()
-        dets = self._detect(frame)
+        all_dets = self._detect(frame)
+        dets = all_dets
+        if all_dets is not None and len(all_dets):
+            dets = all_dets.select(all_dets.scores >= s.score_threshold)
+        dets = dets if dets is not None else Detections.empty()
         with m.stage("tracking"):
             self.tracks = s.tracker.update(dets, frame.timestamp, image=frame.image)
         with m.stage("rules"):
             events = list(s.engine.update(self.tracks, frame.timestamp, frame.index))
         with m.stage("privacy"):
-            masked = self._masked(frame, dets)
-            if s.recorder is not None and masked is not None:
-                s.recorder.push(frame.index, frame.timestamp, masked)
-                for ev in events:
-                    s.recorder.on_event(ev)
+            masked = self._masked(frame, all_dets)
         with m.stage("act"):
             if s.deterrents is not None:
                 for ev in list(events):
                     events.extend(s.deterrents.on_event(ev, frame.timestamp))
                 events.extend(s.deterrents.tick(frame.timestamp, frame.index))
+        with m.stage("privacy"):
+            if s.recorder is not None and masked is not None:
+                s.recorder.push(frame.index, frame.timestamp, masked, self.tracks)
+                for ev in events:  # rule events and the deterrent actions they caused
+                    s.recorder.on_event(ev)
         with m.stage("publish"):
             self.emit(events)
             if s.preview is not None and masked is not None:
@@ -165,13 +173,20 @@ class FrameLoop:
         m.frame_done()
         m.dropped = s.reader.dropped
 
-    def _detect(self, frame: Frame) -> Detections:
+    def _detect(self, frame: Frame) -> Detections | None:
+        """This frame's detections in main-image pixels (down to the masking threshold when
+        an anonymiser runs), or None when inference is skipped on this frame."""
         s, m = self.s, self.metrics
         if frame.index % s.every_nth_frame != 0:
-            return Detections.empty()
+            return None
         image = frame.lores if frame.lores is not None else frame.image
+        if s.static_masks_before_inference and s.anonymiser is not None:
+            image = s.anonymiser.mask_static(image)
+        threshold = s.score_threshold
+        if s.anonymiser is not None and s.mask_score_threshold is not None:
+            threshold = min(threshold, s.mask_score_threshold)
         try:
-            dets = s.detector.detect(image)
+            dets = s.detector.detect(image, score_threshold=threshold)
         except Exception as e:  # noqa: BLE001 - a failing model must not stop the unit; privacy fails closed
             if not self.inference_failing:
                 log.error(
@@ -196,7 +211,7 @@ class FrameLoop:
                 dets.keypoints = dets.keypoints * np.array([sx, sy, 1.0], np.float32)
         return dets
 
-    def _masked(self, frame: Frame, dets: Detections) -> np.ndarray | None:
+    def _masked(self, frame: Frame, dets: Detections | None) -> np.ndarray | None:
         s = self.s
         if s.anonymiser is None or (s.recorder is None and s.preview is None):
             return None

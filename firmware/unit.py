@@ -148,6 +148,9 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         tracker=Tracker(cfg.tracker, fps=fps),
         engine=RuleEngine(cfg, frame_size=size, fps=fps),
         every_nth_frame=cfg.detector.every_nth_frame,
+        score_threshold=cfg.detector.score_threshold,
+        mask_score_threshold=cfg.privacy.min_score,
+        static_masks_before_inference=cfg.privacy.static_masks_before_inference,
     )
     pins = pin_factory_for(opts)
     if cfg.deterrents:
@@ -172,6 +175,7 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
             fps=fps,
             frame_size=size,
             model_info=model_info,
+            key_path=loaded.resolve(cfg.recording.key_file),
             unit=cfg.site.unit_id,
         )
         if rec.available:

