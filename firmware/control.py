@@ -151,7 +151,21 @@ class LoopControl:
 
         return self._on_loop(mute)
 
-    def diagnostics(self) -> dict[str, Any]:
+    def diagnostics(
+        self, cmd: str = "status", args: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`vigil-diag` commands over the hub link (never a snapshot: no images leave)."""
+        s = self.loop.s
+        if s.probe is not None:
+            from firmware.diag import Diagnostics
+
+            result = Diagnostics(s.probe).handle_network(cmd, args)
+            if cmd == "status":
+                result["loop"] = self._loop_facts()
+            return result
+        return self._loop_facts()
+
+    def _loop_facts(self) -> dict[str, Any]:
         s = self.loop.s
         usage = shutil.disk_usage(self.data_dir)
         return {

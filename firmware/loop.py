@@ -49,6 +49,7 @@ class Stages:
     score_threshold: float = 0.35  # detections kept for tracking and rules
     mask_score_threshold: float | None = None  # lower bar for what the anonymiser masks
     static_masks_before_inference: bool = False
+    probe: Any = None  # firmware.diag.UnitProbe: what field diagnostics see of the loop
 
 
 @dataclass
@@ -84,6 +85,7 @@ class FrameLoop:
         self._camera_alert = False
         self._last_ts = 0.0
         self._last_ts_wall = time.monotonic()
+        self._prev_totals: dict[str, float] = {}
 
     # -- control from other threads ------------------------------------------------------
     def submit(self, fn: Callable[[], None]) -> None:
@@ -170,6 +172,13 @@ class FrameLoop:
             if s.preview is not None and masked is not None:
                 s.preview.write(masked, frame, dets, self.tracks)
         self.people = int(np.count_nonzero(dets.classes == 1)) if len(dets) else 0
+        if s.probe is not None:
+            totals = m.totals_ms
+            stage_ms = {k: v - self._prev_totals.get(k, 0.0) for k, v in totals.items()}
+            self._prev_totals = dict(totals)
+            s.probe.frame(
+                frame, all_dets, self.tracks, stage_ms, inference_ok=not self.inference_failing
+            )
         m.frame_done()
         m.dropped = s.reader.dropped
 
@@ -228,6 +237,8 @@ class FrameLoop:
                 sink.emit(ev)
             if self.s.link is not None:
                 self.s.link.publish_event(ev)
+            if self.s.probe is not None:
+                self.s.probe.event(ev)
 
     def _tick_idle(self) -> None:
         """No frame this time: keep timers (deterrent off-switching) running."""

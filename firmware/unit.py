@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +49,15 @@ class Unit:
     link: Any = None
     control: Any = None
     notes: list[str] = field(default_factory=list)
+    diag_socket: str | None = None  # serve diagnostics here for the serial console
 
     def run(self) -> LoopResult:
-        """Start the link, run the loop to its end, then stop the link cleanly."""
+        """Start the link and the diagnostics socket, run the loop to its end, stop cleanly."""
+        probe = self.loop.s.probe
+        server = None
+        if probe is not None:
+            probe.install_log_handler()
+            server = self._diag_server(probe)
         if self.link is not None:
             self.link.start()
         try:
@@ -58,6 +65,26 @@ class Unit:
         finally:
             if self.link is not None:
                 self.link.stop(clean=True)
+            if server is not None:
+                server.stop()
+            if probe is not None:
+                probe.remove_log_handler()
+
+    def _diag_server(self, probe):
+        """The local socket `vigil console` forwards to: only where its folder exists and is
+        writable (systemd's RuntimeDirectory=vigil), so development runs leave nothing behind."""
+        from firmware.console.server import DEFAULT_SOCKET, LocalServer
+        from firmware.diag import Diagnostics
+
+        path = Path(self.diag_socket or DEFAULT_SOCKET)
+        if self.diag_socket is None and not os.access(path.parent, os.W_OK):
+            log.debug("diagnostics socket off: %s not writable", path.parent)
+            return None
+        try:
+            return LocalServer(path, Diagnostics(probe).handle).start()
+        except OSError as e:
+            log.warning("diagnostics socket %s unavailable: %s", path, e)
+            return None
 
 
 def apply_overrides(loaded: LoadedConfig, opts: RunOptions) -> LoadedConfig:
@@ -201,6 +228,16 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
     }
     loop = FrameLoop(stages, status_out=status_out, max_frames=opts.max_frames)
     unit = Unit(loaded, loop, birth, ddir)
+    from firmware.diag import UnitProbe
+
+    stages.probe = UnitProbe(
+        cfg,
+        config_path=loaded.path,
+        deterrents=stages.deterrents,
+        live=reader.live,
+        detector_factory=lambda: load_detector(cfg.detector, models_dir=opts.models_dir),
+    )
+    stages.probe.source = reader.name
     if stages.recorder is None and cfg.recording.enabled:
         unit.notes.append(f"incident recording off: {rec.error}")
     if cfg.link.mqtt:
@@ -219,6 +256,7 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         )
         unit.control.link = unit.link
         stages.link = unit.link
+        stages.probe.link = unit.link
     return unit
 
 

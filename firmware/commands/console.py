@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     standalone = Diagnostics(probe)
     bridge = Bridge(args.socket or DEFAULT_SOCKET, standalone.handle)
     server = ConsoleServer(port, bridge)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     log.info("diagnostics console on %s at %d baud", args.port, args.baud)
     try:
         server.serve()

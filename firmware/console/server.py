@@ -106,6 +106,11 @@ class ConsoleServer:
         self._thread.start()
         return self
 
+    def request_stop(self) -> None:
+        """Ask ``serve()`` to return within half a second (safe from a signal handler: it
+        closes nothing under a read in progress)."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
