@@ -52,7 +52,7 @@ class DetectorConfig(Section):
         description="Pose model name from models/manifest.toml (for example 'movenet-multipose-int8'); adds keypoints to people. None = no pose stage",
     )
     face_model: str = Field(
-        "blazeface-short-int8",
+        "blazeface-full",
         description="Face locator model name from models/manifest.toml, used by anonymisation",
     )
 
