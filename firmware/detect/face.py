@@ -18,7 +18,7 @@ from firmware.detect.nms import nms
 from firmware.detect.runtime import LoadedModel, load_model, outputs, set_input
 from firmware.paths import MODELS_DIR
 
-DEFAULT_FACE_MODEL = "blazeface-full"
+DEFAULT_FACE_MODEL = "blazeface-short"  # best on head regions (see models/blazeface.md)
 
 
 def ssd_anchors(input_size: int, strides: list[int], per_layer: int) -> np.ndarray:

@@ -151,6 +151,107 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
+def pose_detections(model: str, models_dir: Path, images: Path) -> list[dict]:
+    """COCO results of a pose model used as a person detector on the whole frame."""
+    import cv2
+
+    from firmware.detect import load_pose
+    from tools.eval.run_detect import image_files, image_id
+
+    pose = load_pose(model, models_dir, min_pose_score=0.05)
+    res = []
+    for f in image_files(images):
+        boxes, scores, _ = pose.poses(cv2.imread(str(f)))
+        for (x1, y1, x2, y2), sc in zip(boxes.tolist(), scores.tolist(), strict=True):
+            res.append(
+                {
+                    "image_id": image_id(images, f),
+                    "category_id": PERSON,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": sc,
+                }
+            )
+    return res
+
+
+def pose_agreement(a: str, b: str, models_dir: Path, images: Path, gt: dict) -> dict:
+    """How far model ``a``'s keypoints are from model ``b``'s on the ground-truth people
+    (boxes over 1% of the image), relative to the box's longer side; keypoints that ``b``
+    scores >= 0.3."""
+    import cv2
+
+    from firmware.detect import load_pose
+
+    pa, pb = load_pose(a, models_dir), load_pose(b, models_dir)
+    sizes = {im["id"]: im["width"] * im["height"] for im in gt["images"]}
+    by_img: dict[str, list] = {}
+    for ann in gt["annotations"]:
+        if ann["area"] > 0.01 * sizes[ann["image_id"]]:
+            by_img.setdefault(ann["image_id"], []).append(ann["bbox"])
+    errs, vis_a, vis_b = [], 0, 0
+    for iid, bbs in by_img.items():
+        img = cv2.imread(str(next(images.glob(f"{iid}.*"))))
+        boxes = _xyxy(np.asarray(bbs, np.float32))
+        ka, kb = pa.estimate(img, boxes), pb.estimate(img, boxes)
+        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None]
+        ok = kb[:, :, 2] >= 0.3
+        d = np.hypot(ka[:, :, 0] - kb[:, :, 0], ka[:, :, 1] - kb[:, :, 1]) / side
+        errs.append(d[ok & ~np.isnan(d)])
+        vis_a += int(np.nansum(ka[:, :, 2] >= 0.3))
+        vis_b += int(ok.sum())
+    e = np.concatenate(errs)
+    return {
+        "people": sum(len(v) for v in by_img.values()),
+        "keypoints": int(e.size),
+        "median_dist_over_box": float(np.median(e)),
+        "p90_dist_over_box": float(np.percentile(e, 90)),
+        "confident_keypoints_a": vis_a,
+        "confident_keypoints_b": vis_b,
+    }
+
+
+def _contains(b: np.ndarray, x: float, y: float) -> bool:
+    return bool(((b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])).any())
+
+
+def face_recall_proxy(model: str, models_dir: Path, images: Path, gt: dict) -> dict:
+    """No face ground truth is available: count the ground-truth people (boxes over 1% of the
+    image) whose nose and both eyes the pose model sees (score >= 0.5), and how many of those
+    get a face box containing the nose, from the whole frame and from head regions."""
+    import cv2
+
+    from firmware.detect import load_face_detector, load_pose
+
+    face, pose = load_face_detector(model, models_dir), load_pose(models_dir=models_dir)
+    sizes = {im["id"]: im["width"] * im["height"] for im in gt["images"]}
+    by_img: dict[str, list] = {}
+    for ann in gt["annotations"]:
+        if ann["area"] > 0.01 * sizes[ann["image_id"]]:
+            by_img.setdefault(ann["image_id"], []).append(ann["bbox"])
+    seen = whole = regions = 0
+    for iid, bbs in by_img.items():
+        img = cv2.imread(str(next(images.glob(f"{iid}.*"))))
+        boxes = _xyxy(np.asarray(bbs, np.float32))
+        kp = pose.estimate(img, boxes)
+        fb, _ = face.detect(img)
+        heads = boxes.copy()
+        heads[:, 3] = boxes[:, 1] + 0.4 * (boxes[:, 3] - boxes[:, 1])
+        rb, _ = face.detect(img, regions=heads)
+        for k in kp:
+            if np.isnan(k).any() or (k[:3, 2] < 0.5).any():
+                continue
+            seen += 1
+            whole += _contains(fb, k[0, 0], k[0, 1])
+            regions += _contains(rb, k[0, 0], k[0, 1])
+    return {
+        "people_with_visible_face": seen,
+        "found_whole_frame": whole,
+        "found_in_head_regions": regions,
+        "recall_whole_frame": whole / max(seen, 1),
+        "recall_head_regions": regions / max(seen, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     from firmware.detect import DetectorConfig
     from firmware.paths import MODELS_DIR, eval_data_dir
@@ -174,6 +275,18 @@ def main(argv: list[str] | None = None) -> int:
         default=DetectorConfig().score_threshold,
         help="operating threshold for precision/recall (default: the unit's)",
     )
+    p.add_argument(
+        "--pose", metavar="MODEL", help="score a pose model's whole-frame people instead"
+    )
+    p.add_argument(
+        "--pose-agreement",
+        nargs=2,
+        metavar=("INT8", "FLOAT"),
+        help="keypoints of two pose models on the ground-truth people: median distance / box size",
+    )
+    p.add_argument(
+        "--face", metavar="MODEL", help="face recall proxy for a face model (see face_recall_proxy)"
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = p.parse_args(argv)
     data = args.data or eval_data_dir()
@@ -181,9 +294,18 @@ def main(argv: list[str] | None = None) -> int:
         images, gt = coco128_ground_truth(data / "coco128")
     else:
         images, gt = caviar_ground_truth(data / "caviar" / "inria")
+    if args.face:
+        print(json.dumps(face_recall_proxy(args.face, args.models_dir, images, gt)))
+        return 0
+    if args.pose_agreement:
+        print(json.dumps(pose_agreement(*args.pose_agreement, args.models_dir, images, gt)))
+        return 0
     if args.dets:
         dets = json.loads(args.dets.read_text())
         name = str(args.dets)
+    elif args.pose:
+        dets = pose_detections(args.pose, args.models_dir, images)
+        name = f"{args.pose} (whole-frame MultiPose people)"
     else:
         from firmware.detect import load_detector
         from tools.eval.run_detect import detections_json

