@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware.detect import DetectorConfig, load_detector
     from firmware.paths import MODELS_DIR
 
+    image_files(args.images)  # a bad folder is refused before the model loads
     cfg = DetectorConfig()
     if args.config:
         from firmware.config import load
