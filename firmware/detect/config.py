@@ -52,8 +52,8 @@ class DetectorConfig(Section):
         description="Pose model name from models/manifest.toml (for example 'movenet-multipose-int8'); adds keypoints to people. None = no pose stage",
     )
     face_model: str = Field(
-        "blazeface-short-int8",
-        description="Face locator model name from models/manifest.toml, used by anonymisation",
+        "blazeface-short",
+        description="Face locator model name from models/manifest.toml, used by anonymisation: blazeface-short on head regions of people (recommended), blazeface-full on whole frames",
     )
 
     @model_validator(mode="after")

@@ -54,7 +54,7 @@ class Detector:
         self.input_size = spec.input_size
         self.rgb = spec.channel_order == "rgb"
         self.decoder = DECODERS[spec.decoder](
-            spec.input_size, class_ids=tuple(cfg.classes), **spec.params.get("decoder", {})
+            spec.input_size, class_ids=tuple(cfg.classes), **spec.params.get("decoder_args", {})
         )
         self.pose = pose
         self.last_timings: dict[str, float] = {"preprocess": 0.0, "inference": 0.0, "decode": 0.0}

@@ -81,6 +81,7 @@ def convert(
     calib_files: list[Path],
     out_int8: Path,
     out_float: Path | None = None,
+    finetune_data: Path | None = None,
 ) -> dict:
     """Convert NanoDet to a full-int8 .tflite (and optionally float32); returns build facts."""
     import tensorflow as tf
@@ -89,6 +90,11 @@ def convert(
     from tools.models.tfjs import load_graph_def
 
     graph_def = load_graph_def(package_dir / "models" / "nanodet.json")
+    facts: dict = {}
+    if finetune_data is not None:
+        from tools.models import finetune
+
+        facts["finetune"] = finetune.apply(graph_def, finetune_data)
     calib = list(resized_bgr(calib_files, INPUT, INPUT))
     pad_value = finite_maxpool_padding(graph_def, calib[:32])
     module = build_module(graph_def)
@@ -110,4 +116,4 @@ def convert(
     conv.inference_input_type = tf.uint8
     conv.inference_output_type = tf.uint8
     out_int8.write_bytes(conv.convert())
-    return {"maxpool_pad_value": pad_value, "calibration_images": len(calib)}
+    return {**facts, "maxpool_pad_value": pad_value, "calibration_images": len(calib)}
