@@ -185,31 +185,47 @@ def test_iou_and_gated_assignment():
     assert m[0, 0] == 1.0 and m[0, 1] == pytest.approx(50 / 150) and m[1].max() == 0
     r, c = assign(m, 0.2)
     assert r.tolist() == [0] and c.tolist() == [0]
-    # Buffered IoU gives overlap to boxes that are close but disjoint.
-    assert iou_matrix(a[:1], np.array([[11, 0, 21, 10.0]]), buffer=0.3)[0, 0] > 0
+    # Contested: the solver picks the assignment with the larger total similarity.
+    sim = np.array([[0.9, 0.8], [0.85, 0.1]])
+    r, c = assign(sim, 0.2)
+    assert dict(zip(r.tolist(), c.tolist(), strict=True)) == {0: 1, 1: 0}
+    r, c = assign(sim, 0.86)  # the gate removes pairs before solving
+    assert r.tolist() == [0] and c.tolist() == [0]
 
 
-def test_kalman_batch_matches_single_track_filter():
-    """Batched predict/update equals the textbook matrix form, track by track."""
+def test_kalman_batch_matches_full_matrix_filter():
+    """The per-coordinate split filter equals the textbook 8-state matrix form."""
     kf = BatchKalman(fps=10, std_position=0.05, std_velocity=0.01)
     z0 = xyxy_to_cxcywh(np.array([box_at(100, 100), box_at(300, 50, 30, 90)]))
-    mean, cov = kf.initiate(z0)
-    mean[:, 4] = [20, -5]
+    k = kf.initiate(z0)
+    k.v[:, 0] = [20, -5]
+    mean = np.hstack([k.x, k.v])
+    cov = np.zeros((2, 8, 8))
+    for j in range(4):
+        cov[:, j, j], cov[:, j, j + 4], cov[:, j + 4, j], cov[:, j + 4, j + 4] = (
+            k.pp[:, j], k.pv[:, j], k.pv[:, j], k.vv[:, j],
+        )  # fmt: skip
     dt = 0.3
-    pm, pc = kf.predict(mean, cov, dt)
+    kf.predict(k, dt)
     f = np.eye(8)
     f[:4, 4:] = dt * np.eye(4)
+    h = np.hstack([np.eye(4), np.zeros((4, 4))])
+    z = z0 + [3.0, -2.0, 1.0, 4.0]
+    pm, pc = [], []
     for i in range(2):
-        np.testing.assert_allclose(pm[i], f @ mean[i])
         s = np.array([z0[i, 2], z0[i, 3]] * 2)
         q = np.diag(np.concatenate([(0.05 * s) ** 2, (0.01 * 10 * s) ** 2]) * dt * 10)
-        np.testing.assert_allclose(pc[i], f @ cov[i] @ f.T + q)
-    z = z0 + 3.0
-    um, uc = kf.update(pm, pc, z)
-    h = np.hstack([np.eye(4), np.zeros((4, 4))])
+        pm.append(f @ mean[i])
+        pc.append(f @ cov[i] @ f.T + q)
+        np.testing.assert_allclose(np.hstack([k.x[i], k.v[i]]), pm[i])
+        np.testing.assert_allclose(np.diag(pc[i])[:4], k.pp[i])
+    kf.update(k, np.array([0, 1]), z)
     for i in range(2):
-        s = np.array([pm[i, 2], pm[i, 3]] * 2)
+        s = np.array([pm[i][2], pm[i][3]] * 2)
         r = np.diag((0.05 * s) ** 2)
-        k = pc[i] @ h.T @ np.linalg.inv(h @ pc[i] @ h.T + r)
-        np.testing.assert_allclose(um[i], pm[i] + k @ (z[i] - h @ pm[i]))
-        np.testing.assert_allclose(uc[i], (np.eye(8) - k @ h) @ pc[i], atol=1e-9)
+        gain = pc[i] @ h.T @ np.linalg.inv(h @ pc[i] @ h.T + r)
+        np.testing.assert_allclose(np.hstack([k.x[i], k.v[i]]), pm[i] + gain @ (z[i] - h @ pm[i]))
+        upd = (np.eye(8) - gain @ h) @ pc[i]
+        np.testing.assert_allclose(k.pp[i], np.diag(upd)[:4])
+        np.testing.assert_allclose(k.pv[i], np.diag(upd[:4, 4:]), atol=1e-9)
+        np.testing.assert_allclose(k.vv[i], np.diag(upd)[4:])

@@ -45,19 +45,15 @@ class TrackerConfig(Section):
     tentative_match_iou: Fraction = Field(
         0.3, description="Minimum IoU to match a detection to a tentative (new) track"
     )
-    box_buffer: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
-        0.3,
-        description="Boxes are enlarged by this fraction of their size before IoU matching (buffered IoU: tolerates fast or jerky motion)",
-    )
     fuse_score: bool = Field(
-        False,
-        description="Weight the IoU by the detection score when matching high-score detections",
+        True,
+        description="Weight the IoU by the detection score when matching high-score detections (match_iou then applies to the product)",
     )
     confirm_hits: Annotated[int, Field(ge=1, le=30)] = Field(
         2, description="Consecutive matched frames before a new track is confirmed and reported"
     )
     max_lost_s: Annotated[float, Field(gt=0, le=600)] = Field(
-        1.5, description="A lost (unmatched) moving track is kept this long for re-finding"
+        1.0, description="A lost (unmatched) moving track is kept this long for re-finding"
     )
     stationary_max_lost_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         60.0,
@@ -72,8 +68,8 @@ class TrackerConfig(Section):
         description="Minimum IoU to re-find a track that was lost for longer than lost_grace_s",
     )
     lost_grace_s: Annotated[float, Field(ge=0, le=60)] = Field(
-        0.5,
-        description="For this long after losing a track it is matched like a tracked one (match_iou); later it needs refind_iou",
+        0.3,
+        description="For this long after losing a track it is matched like a tracked one (also to low-score detections); later it needs refind_iou",
     )
     report_lost_s: Annotated[float, Field(ge=0, le=60)] = Field(
         0.0,
