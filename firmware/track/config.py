@@ -36,18 +36,26 @@ class TrackerConfig(Section):
         0.7, description="Minimum score of an unmatched detection to start a new track"
     )
     match_iou: Fraction = Field(
-        0.2,
-        description="Minimum IoU between a track's predicted box and a high-score detection",
+        0.25,
+        description="First-stage gate on IoU x height ratio x score^score_power between a track's predicted box and a high-score detection",
+    )
+    loose_match_iou: Fraction = Field(
+        0.05,
+        description="Gate of a second, looser first-stage pass over the tracks and high-score detections still unmatched (fast motion, skipped frames); equal to match_iou disables it",
+    )
+    score_power: Annotated[float, Field(ge=0, le=4)] = Field(
+        2.0,
+        description="First-stage similarity is weighted by the detection score to this power (0: IoU only; 1: ByteTrack's fused score)",
+    )
+    height_weight: bool = Field(
+        True,
+        description="Weight first-stage similarity by the ratio of the smaller to the larger box height (a person's height changes slowly)",
     )
     low_match_iou: Fraction = Field(
         0.5, description="Minimum IoU to match a low-score detection (second stage)"
     )
     tentative_match_iou: Fraction = Field(
         0.3, description="Minimum IoU to match a detection to a tentative (new) track"
-    )
-    fuse_score: bool = Field(
-        True,
-        description="Weight the IoU by the detection score when matching high-score detections (match_iou then applies to the product)",
     )
     confirm_hits: Annotated[int, Field(ge=1, le=30)] = Field(
         2, description="Consecutive matched frames before a new track is confirmed and reported"
@@ -58,6 +66,10 @@ class TrackerConfig(Section):
     stationary_max_lost_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         60.0,
         description="A lost track that was standing still is kept this long: shoppers at a shelf keep one id through occlusions and detector dropouts",
+    )
+    stationary_min_s: Annotated[float, Field(ge=0, le=3600)] = Field(
+        3.0,
+        description="A track counts as standing still (long retention) after its centre has moved slower than stationary_speed for this long",
     )
     stationary_speed: Annotated[float, Field(ge=0, le=10)] = Field(
         0.15,

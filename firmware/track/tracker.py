@@ -25,7 +25,7 @@ from firmware.types import Detections, Tracks, TrackState
 log = logging.getLogger(__name__)
 
 _TENT, _CONF, _LOST = int(TrackState.TENTATIVE), int(TrackState.CONFIRMED), int(TrackState.LOST)
-_FIELDS = ("ids", "cls", "score", "state", "hits", "t_last", "z_last", "still")
+_FIELDS = ("ids", "cls", "score", "state", "hits", "t_last", "z_last", "still_since")
 
 
 class Tracker:
@@ -52,7 +52,7 @@ class Tracker:
         self.hits = np.zeros(0, np.int32)
         self.t_last = np.zeros(0)  # time of the last matched detection
         self.z_last = np.zeros((0, 4))  # last matched measurement, cx cy w h
-        self.still = np.zeros(0, bool)  # was standing still when last seen
+        self.still_since = np.zeros(0)  # standing still since this time; NaN: moving
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -84,7 +84,7 @@ class Tracker:
         lost = self.state == _LOST
         if lost.any():
             self.kal.v[lost, 2:] = 0.0
-            self.kal.v[lost & self.still] = 0.0
+            self.kal.v[lost & ~np.isnan(self.still_since)] = 0.0
         self.kf.predict(self.kal, dt)
 
         n_trk = len(self)
@@ -99,8 +99,14 @@ class Tracker:
             tent = state == _TENT
             any_tent = tent.any()
             age = t - self.t_last
-            # Stage 1: high-score detections vs confirmed and lost tracks.
-            sim = iou * np.where(high, scores if cfg.fuse_score else 1.0, 0.0)
+            # Stage 1: high-score detections vs confirmed and lost tracks. Overlap weighted
+            # by height agreement and detection score ranks the candidates; a strict pass
+            # first, then a loose one for what is left (fast motion, skipped frames).
+            sim = iou * np.where(high, scores**cfg.score_power, 0.0)
+            if cfg.height_weight:
+                h_trk = self.kal.x[:, 3]
+                h_det = boxes[:, 3] - boxes[:, 1]
+                sim *= np.minimum(h_trk[:, None], h_det) / np.maximum(h_trk[:, None], h_det)
             if any_tent:
                 sim[tent] = 0.0
             stale = (state == _LOST) & (age > cfg.lost_grace_s)
@@ -109,6 +115,11 @@ class Tracker:
             r, c = assign(sim, cfg.match_iou)
             det_for_track[r] = c
             used[c] = True
+            if cfg.loose_match_iou < cfg.match_iou and r.size < min(n_trk, n_det):
+                sim *= (det_for_track < 0)[:, None] & ~used
+                r, c = assign(sim, cfg.loose_match_iou)
+                det_for_track[r] = c
+                used[c] = True
             # Stage 2: low-score detections vs unmatched tracks tracked until just now.
             low = ~high
             if low.any():
@@ -130,7 +141,8 @@ class Tracker:
         # Unmatched: tentative tracks die, confirmed ones become lost, old lost ones expire.
         if not matched.all():
             self.state[~matched & (self.state == _CONF)] = _LOST
-            limit = np.where(self.still, cfg.stationary_max_lost_s, cfg.max_lost_s)
+            settled = self.t_last - self.still_since >= cfg.stationary_min_s  # NaN: False
+            limit = np.where(settled, cfg.stationary_max_lost_s, cfg.max_lost_s)
             keep = matched | ((self.state != _TENT) & (t - self.t_last <= limit))
             if not keep.all():
                 self._keep(keep)
@@ -190,7 +202,11 @@ class Tracker:
         self.state[m] = st
         v = self.kal.v[m]
         speed = np.sqrt(v[:, 0] ** 2 + v[:, 1] ** 2) / np.maximum(self.kal.x[m, 3], 1.0)
-        self.still[m] = speed < self.cfg.stationary_speed
+        self.still_since[m] = np.where(
+            speed < self.cfg.stationary_speed,
+            np.where(np.isnan(self.still_since[m]), t, self.still_since[m]),
+            np.nan,
+        )
 
     def _keep(self, mask: np.ndarray) -> None:
         for f in _FIELDS:
@@ -208,7 +224,7 @@ class Tracker:
             "hits": np.ones(n, np.int32),
             "t_last": np.full(n, t),
             "z_last": z,
-            "still": np.zeros(n, bool),
+            "still_since": np.full(n, np.nan),
         }
         self._next_id += n
         for f in _FIELDS:
