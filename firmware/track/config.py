@@ -37,7 +37,7 @@ class TrackerConfig(Section):
     )
     match_iou: Fraction = Field(
         0.25,
-        description="First-stage gate on IoU x height ratio x score^score_power between a track's predicted box and a high-score detection",
+        description="First-stage gate on overlap x score^score_power between a track's predicted box and a high-score detection (overlap: IoU, times the height ratio when height_weight is set)",
     )
     loose_match_iou: Fraction = Field(
         0.05,
@@ -49,7 +49,7 @@ class TrackerConfig(Section):
     )
     height_weight: bool = Field(
         True,
-        description="Weight first-stage similarity by the ratio of the smaller to the larger box height (a person's height changes slowly)",
+        description="Weight every overlap by the ratio of the smaller to the larger box height (a person's height changes slowly)",
     )
     low_match_iou: Fraction = Field(
         0.5, description="Minimum IoU to match a low-score detection (second stage)"
@@ -61,7 +61,8 @@ class TrackerConfig(Section):
         2, description="Consecutive matched frames before a new track is confirmed and reported"
     )
     max_lost_s: Annotated[float, Field(gt=0, le=600)] = Field(
-        1.0, description="A lost (unmatched) moving track is kept this long for re-finding"
+        2.0,
+        description="A lost (unmatched) moving track is kept this long for re-finding (a shopper passing behind a shelf end)",
     )
     stationary_max_lost_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         60.0,

@@ -99,27 +99,31 @@ class Tracker:
             tent = state == _TENT
             any_tent = tent.any()
             age = t - self.t_last
-            # Stage 1: high-score detections vs confirmed and lost tracks. Overlap weighted
-            # by height agreement and detection score ranks the candidates; a strict pass
-            # first, then a loose one for what is left (fast motion, skipped frames).
-            sim = iou * np.where(high, scores**cfg.score_power, 0.0)
-            if cfg.height_weight:
+            if cfg.height_weight:  # a person's height changes slowly: weight every overlap
                 h_trk = self.kal.x[:, 3]
                 h_det = boxes[:, 3] - boxes[:, 1]
-                sim *= np.minimum(h_trk[:, None], h_det) / np.maximum(h_trk[:, None], h_det)
+                iou *= np.minimum(h_trk[:, None], h_det) / np.maximum(h_trk[:, None], h_det)
+            # Stage 1: high-score detections vs confirmed and lost tracks, ranked by overlap
+            # times score^score_power; a strict pass, then a loose one for what is left
+            # (fast motion, skipped frames).
+            sim = iou * np.where(high, scores**cfg.score_power, 0.0)
             if any_tent:
                 sim[tent] = 0.0
             stale = (state == _LOST) & (age > cfg.lost_grace_s)
             if stale.any():
                 sim[stale] *= iou[stale] >= cfg.refind_iou
-            r, c = assign(sim, cfg.match_iou)
-            det_for_track[r] = c
-            used[c] = True
-            if cfg.loose_match_iou < cfg.match_iou and r.size < min(n_trk, n_det):
-                sim *= (det_for_track < 0)[:, None] & ~used
-                r, c = assign(sim, cfg.loose_match_iou)
-                det_for_track[r] = c
-                used[c] = True
+            # Tracks followed until just now pick first; tracks lost for a while (stale)
+            # only take what they are left, first strictly, then loosely.
+            for gate in (cfg.match_iou, cfg.loose_match_iou)[
+                : 1 + (cfg.loose_match_iou < cfg.match_iou)
+            ]:
+                for rows in (~stale, stale):
+                    free = (det_for_track < 0) & rows
+                    if not free.any() or used.all():
+                        continue
+                    r, c = assign(sim * (free[:, None] & ~used), gate)
+                    det_for_track[r] = c
+                    used[c] = True
             # Stage 2: low-score detections vs unmatched tracks tracked until just now.
             low = ~high
             if low.any():
