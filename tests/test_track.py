@@ -219,7 +219,7 @@ def test_kalman_batch_matches_full_matrix_filter():
         pc.append(f @ cov[i] @ f.T + q)
         np.testing.assert_allclose(np.hstack([k.x[i], k.v[i]]), pm[i])
         np.testing.assert_allclose(np.diag(pc[i])[:4], k.pp[i])
-    kf.update(k, np.array([0, 1]), z)
+    kf.update(k, np.array([True, True]), z)
     for i in range(2):
         s = np.array([pm[i][2], pm[i][3]] * 2)
         r = np.diag((0.05 * s) ** 2)

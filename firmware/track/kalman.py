@@ -96,18 +96,18 @@ class BatchKalman:
         k.pv += dt * k.vv
         k.vv += ((self.std_vel * self.fps) ** 2 * frames) * s2
 
-    def update(self, k: KalmanState, idx: np.ndarray, z: np.ndarray) -> None:
-        """Correct tracks ``idx`` with measurements ``z`` (len(idx),4 cxcywh), in place."""
-        if idx.size == 0:
-            return
-        x, pp, pv = k.x[idx], k.pp[idx], k.pv[idx]
-        r = self.std_pos**2 * self._scale(x) ** 2
-        s = pp + r
-        gp = pp / s
-        gv = pv / s
-        innov = z - x
-        k.x[idx] = x + gp * innov
-        k.v[idx] += gv * innov
-        k.vv[idx] -= gv * pv
-        k.pv[idx] = (1.0 - gp) * pv
-        k.pp[idx] = (1.0 - gp) * pp
+    def update(self, k: KalmanState, matched: np.ndarray, z: np.ndarray) -> None:
+        """Correct the tracks where ``matched`` (N,) is set with ``z`` (N,4 cxcywh; rows of
+        unmatched tracks are ignored), in place. Works on whole arrays (no gathering), which
+        is cheaper than indexing when most tracks are matched, as they usually are."""
+        x, pp, pv = k.x, k.pp, k.pv
+        s = pp + self.std_pos**2 * self._scale(x) ** 2
+        m = matched[:, None]
+        gp = np.where(m, pp / s, 0.0)
+        gv = np.where(m, pv / s, 0.0)
+        innov = np.where(m, z - x, 0.0)
+        x += gp * innov
+        k.v += gv * innov
+        k.vv -= gv * pv
+        pv *= 1.0 - gp
+        pp *= 1.0 - gp

@@ -110,18 +110,22 @@ class Tracker:
             if any_tent:
                 sim[tent] = 0.0
             stale = (state == _LOST) & (age > cfg.lost_grace_s)
-            if stale.any():
+            any_stale = stale.any()
+            if any_stale:
                 sim[stale] *= iou[stale] >= cfg.refind_iou
             # Tracks followed until just now pick first; tracks lost for a while (stale)
-            # only take what they are left, first strictly, then loosely.
-            for gate in (cfg.match_iou, cfg.loose_match_iou)[
-                : 1 + (cfg.loose_match_iou < cfg.match_iou)
-            ]:
-                for rows in (~stale, stale):
-                    free = (det_for_track < 0) & rows
-                    if not free.any() or used.all():
-                        continue
-                    r, c = assign(sim * (free[:, None] & ~used), gate)
+            # only take the detections left, first strictly, then loosely.
+            r, c = assign(sim * ~stale[:, None] if any_stale else sim, cfg.match_iou)
+            det_for_track[r] = c
+            used[c] = True
+            left = sim * ((det_for_track < 0)[:, None] & ~used)
+            loose = min(cfg.loose_match_iou, cfg.match_iou)
+            if left.max(initial=0.0) >= max(loose, 1e-12):
+                passes = [(cfg.match_iou, stale)] if any_stale else []
+                if loose < cfg.match_iou:
+                    passes += [(loose, ~stale)] + ([(loose, stale)] if any_stale else [])
+                for gate, rows in passes:
+                    r, c = assign(sim * (((det_for_track < 0) & rows)[:, None] & ~used), gate)
                     det_for_track[r] = c
                     used[c] = True
             # Stage 2: low-score detections vs unmatched tracks tracked until just now.
@@ -140,7 +144,7 @@ class Tracker:
 
         matched = det_for_track >= 0
         if matched.any():
-            self._correct(np.nonzero(matched)[0], det_for_track[matched], boxes, scores, t)
+            self._correct(matched, det_for_track, boxes, scores, t)
 
         # Unmatched: tentative tracks die, confirmed ones become lost, old lost ones expire.
         if not matched.all():
@@ -192,10 +196,14 @@ class Tracker:
             kps = None if kps is None else kps[ok]
         return boxes, scores, classes.astype(np.int16), kps
 
-    def _correct(self, m: np.ndarray, d: np.ndarray, boxes, scores, t: float) -> None:
-        """Kalman-update tracks ``m`` with detections ``d``; promote states."""
+    def _correct(self, matched: np.ndarray, det_for_track: np.ndarray, boxes, scores, t):
+        """Kalman-update the matched tracks with their detections; promote states."""
+        m = np.nonzero(matched)[0]
+        d = det_for_track[m]
         z = xyxy_to_cxcywh(boxes[d])
-        self.kf.update(self.kal, m, z)
+        z_all = self.kal.x.copy()
+        z_all[m] = z
+        self.kf.update(self.kal, matched, z_all)
         self.z_last[m] = z
         self.t_last[m] = t
         self.score[m] = scores[d]
