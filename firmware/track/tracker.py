@@ -191,6 +191,7 @@ class Tracker:
         if not valid.all():
             self.invalid_detections += int(n - valid.sum())
         kps = None if dets.keypoints is None else np.asarray(dets.keypoints)
+        scores = np.minimum(scores, 1.0)  # confidences; a detector's 1.0000001 is 1
         if not ok.all():
             boxes, scores, classes = boxes[ok], scores[ok], classes[ok]
             kps = None if kps is None else kps[ok]
