@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from firmware.config.schema import VigilConfig
@@ -229,3 +231,76 @@ def test_kalman_batch_matches_full_matrix_filter():
         np.testing.assert_allclose(k.pp[i], np.diag(upd)[:4])
         np.testing.assert_allclose(k.pv[i], np.diag(upd[:4, 4:]), atol=1e-9)
         np.testing.assert_allclose(k.vv[i], np.diag(upd)[4:])
+
+
+def test_walker_hidden_behind_a_shelf_end_keeps_id_but_a_gone_walker_expires():
+    """A moving person hidden for 1.5 s reappears where they were heading: same id. A moving
+    person gone for longer than max_lost_s is not kept like a standing one: new id."""
+    fps = 15.0
+    cfg = TrackerConfig()
+    tracker = Tracker(cfg, fps=fps)
+    ids = []
+    for i in range(150):
+        t = i / fps
+        x = 100 + 60 * t  # 60 px/s
+        hidden = 3.0 <= t < 4.5
+        out = tracker.update(Detections.empty() if hidden else dets([box_at(x, 200)]), t)
+        ids += [int(k) for k, m in zip(out.ids, out.matched, strict=True) if m]
+    assert len(set(ids)) == 1
+    # Second scene: the walker vanishes for longer than max_lost_s, then someone appears there.
+    tracker = Tracker(cfg, fps=fps)
+    first = None
+    for i in range(30):
+        out = tracker.update(dets([box_at(100 + 4 * i, 200)]), i / fps)
+        first = int(out.ids[0]) if len(out) else first
+    t_back = 29 / fps + cfg.max_lost_s + 1.0
+    for k in range(3):
+        out = tracker.update(dets([box_at(216, 200)]), t_back + k / fps)
+    assert len(out) == 1 and int(out.ids[0]) != first
+
+
+def _num(lo: float, hi: float):
+    return st.floats(lo, hi) | st.sampled_from([np.nan, np.inf, -np.inf, 0.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                _num(-50, 700),
+                _num(-50, 500),
+                _num(-20, 200),
+                _num(-20, 300),
+                _num(-0.5, 1.5),
+                st.sampled_from([PERSON, HANDBAG, 3]),
+            ),
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=15,
+    )
+)
+def test_any_detections_give_well_formed_tracks(frames):
+    """Garbage in (NaN, inf, negative sizes, odd scores and classes): never a crash, and the
+    output is always consistent: unique ids, finite boxes, confirmed or lost states."""
+    tracker = Tracker(TrackerConfig(report_lost_s=0.5), fps=10)
+    for i, rows in enumerate(frames):
+        if rows:
+            a = np.array([r[:5] for r in rows], np.float64)
+            with np.errstate(invalid="ignore"):  # inf + -inf on purpose
+                boxes = np.column_stack([a[:, 0], a[:, 1], a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]])
+            d = Detections(
+                boxes.astype(np.float32),
+                a[:, 4].astype(np.float32),
+                np.array([r[5] for r in rows], np.int16),
+            )
+        else:
+            d = Detections.empty()
+        out = tracker.update(d, i / 10)
+        n = len(out)
+        assert np.unique(out.ids).size == n
+        assert out.boxes.shape == (n, 4) and np.isfinite(out.boxes).all()
+        assert np.isfinite(out.velocities).all() and out.matched.shape == (n,)
+        assert set(out.states.tolist()) <= {TrackState.CONFIRMED, TrackState.LOST}
+        assert set(out.classes.tolist()) <= {PERSON, HANDBAG}
