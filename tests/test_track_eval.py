@@ -107,3 +107,15 @@ def test_real_sequence_scores_like_a_tracker(tmp_path: Path):
     r = evaluate({"t": (read_mot(seq / "gt" / "gt.txt").rows, read_mot(out).rows, 71)})["t"]
     # SORT's published detections give about 0.45-0.52 HOTA here for ByteTrack-like trackers.
     assert r["HOTA"] > 0.45 and r["IDF1"] > 0.6 and r["IDsw"] <= 10
+
+
+def test_scores_outside_unit_range_are_refused_or_rescaled(tmp_path: Path, capsys):
+    det, info = _write_scene(tmp_path)
+    text = det.read_text().replace(",0.95,", ",95.0,").replace(",0.9,", ",-0.3,")
+    det.write_text(text)
+    out = tmp_path / "out.txt"
+    args = ["track", "--det", str(det), "--seqinfo", str(info), "--out", str(out)]
+    assert eval_main(args) == 2
+    assert "scores range from -0.3 to 95" in capsys.readouterr().err and not out.exists()
+    assert eval_main([*args, "--rescale-scores"]) == 0
+    assert np.unique(read_mot(out).rows[:, 1]).size >= 1

@@ -36,8 +36,20 @@ class TrackerConfig(Section):
         0.7, description="Minimum score of an unmatched detection to start a new track"
     )
     match_iou: Fraction = Field(
-        0.2,
-        description="Minimum IoU between a track's predicted box and a high-score detection",
+        0.25,
+        description="First-stage gate on overlap x score^score_power between a track's predicted box and a high-score detection (overlap: IoU, times the height ratio when height_weight is set)",
+    )
+    loose_match_iou: Fraction = Field(
+        0.05,
+        description="Gate of a second, looser first-stage pass over the tracks and high-score detections still unmatched (fast motion, skipped frames); equal to match_iou disables it",
+    )
+    score_power: Annotated[float, Field(ge=0, le=4)] = Field(
+        2.0,
+        description="First-stage similarity is weighted by the detection score to this power (0: IoU only; 1: ByteTrack's fused score)",
+    )
+    height_weight: bool = Field(
+        True,
+        description="Weight every overlap by the ratio of the smaller to the larger box height (a person's height changes slowly)",
     )
     low_match_iou: Fraction = Field(
         0.5, description="Minimum IoU to match a low-score detection (second stage)"
@@ -45,23 +57,20 @@ class TrackerConfig(Section):
     tentative_match_iou: Fraction = Field(
         0.3, description="Minimum IoU to match a detection to a tentative (new) track"
     )
-    box_buffer: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
-        0.3,
-        description="Boxes are enlarged by this fraction of their size before IoU matching (buffered IoU: tolerates fast or jerky motion)",
-    )
-    fuse_score: bool = Field(
-        False,
-        description="Weight the IoU by the detection score when matching high-score detections",
-    )
     confirm_hits: Annotated[int, Field(ge=1, le=30)] = Field(
         2, description="Consecutive matched frames before a new track is confirmed and reported"
     )
     max_lost_s: Annotated[float, Field(gt=0, le=600)] = Field(
-        1.5, description="A lost (unmatched) moving track is kept this long for re-finding"
+        2.0,
+        description="A lost (unmatched) moving track is kept this long for re-finding (a shopper passing behind a shelf end)",
     )
     stationary_max_lost_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         60.0,
         description="A lost track that was standing still is kept this long: shoppers at a shelf keep one id through occlusions and detector dropouts",
+    )
+    stationary_min_s: Annotated[float, Field(ge=0, le=3600)] = Field(
+        3.0,
+        description="A track counts as standing still (long retention) after its centre has moved slower than stationary_speed for this long",
     )
     stationary_speed: Annotated[float, Field(ge=0, le=10)] = Field(
         0.15,
@@ -72,8 +81,8 @@ class TrackerConfig(Section):
         description="Minimum IoU to re-find a track that was lost for longer than lost_grace_s",
     )
     lost_grace_s: Annotated[float, Field(ge=0, le=60)] = Field(
-        0.5,
-        description="For this long after losing a track it is matched like a tracked one (match_iou); later it needs refind_iou",
+        0.3,
+        description="For this long after losing a track it is matched like a tracked one (also to low-score detections); later it needs refind_iou",
     )
     report_lost_s: Annotated[float, Field(ge=0, le=60)] = Field(
         0.0,

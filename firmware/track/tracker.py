@@ -1,13 +1,14 @@
 """The tracking stage: keeps one id per person (and carried object) across frames.
 
 ByteTrack-style two-stage association on a batched constant-velocity Kalman filter:
-high-score detections are matched first (to tracked and recently lost tracks, buffered IoU),
-low-score ones then only extend tracks still unmatched, so a partly hidden shopper keeps
-their track instead of losing it. New tracks are tentative until confirmed. What is
-different from street trackers: a track that was standing still when it was lost is kept
-far longer and does not drift (shoppers at a shelf, behind a shelf end), while a moving
-one expires quickly; a lost track coming back re-seeds its velocity from the observations
-instead of trusting the long blind prediction. All per-track state lives in arrays.
+high-score detections are matched first (to tracked and lost tracks, IoU weighted by the
+detection score), low-score ones then only extend tracks that were tracked until just now,
+so a partly hidden shopper keeps their track instead of losing it. New tracks are tentative
+until confirmed. What is different from street trackers: a track that was standing still
+when it was lost is kept far longer and does not drift (shoppers at a shelf, behind a shelf
+end), while a moving one expires quickly; a track lost for more than a moment needs a
+clearer overlap to be re-found, so a passer-by does not inherit a waiting shopper's id.
+All per-track state lives in arrays; the common frame costs a few dozen numpy calls.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import logging
 import numpy as np
 
 from firmware.track.config import TrackerConfig
-from firmware.track.kalman import BatchKalman, cxcywh_to_xyxy, xyxy_to_cxcywh
+from firmware.track.kalman import BatchKalman, KalmanState, cxcywh_to_xyxy, xyxy_to_cxcywh
 from firmware.track.matching import assign, iou_matrix
 from firmware.types import Detections, Tracks, TrackState
 
 log = logging.getLogger(__name__)
 
 _TENT, _CONF, _LOST = int(TrackState.TENTATIVE), int(TrackState.CONFIRMED), int(TrackState.LOST)
+_FIELDS = ("ids", "cls", "score", "state", "hits", "t_last", "z_last", "still_since")
 
 
 class Tracker:
@@ -37,50 +39,20 @@ class Tracker:
         self.cfg = config if config is not None else TrackerConfig()
         self.kf = BatchKalman(fps, self.cfg.std_position, self.cfg.std_velocity)
         self.fps = float(fps)
-        self._classes = np.asarray(sorted(set(self.cfg.classes)), np.int16)
+        self._classes = np.asarray(sorted(set(self.cfg.classes)), np.int64)
         self._next_id = 1
         self._t: float | None = None
         self.frames = 0
-        self.invalid_detections = 0  # dropped for NaN/inf values or empty boxes, total
-        self._alloc(0)
-
-    # ----------------------------------------------------------------- state arrays
-    def _alloc(self, n: int) -> None:
-        self.ids = np.zeros(n, np.int64)
-        self.mean = np.zeros((n, 8))
-        self.cov = np.zeros((n, 8, 8))
-        self.cls = np.zeros(n, np.int16)
-        self.score = np.zeros(n, np.float32)
-        self.state = np.zeros(n, np.int8)
-        self.hits = np.zeros(n, np.int32)
-        self.t_last = np.zeros(n)  # time of the last matched detection
-        self.z_last = np.zeros((n, 4))  # last matched measurement, cx cy w h
-        self.still = np.zeros(n, bool)  # standing still when last seen
-
-    _FIELDS = ("ids", "mean", "cov", "cls", "score", "state", "hits", "t_last", "z_last", "still")
-
-    def _keep(self, mask: np.ndarray) -> None:
-        for f in self._FIELDS:
-            setattr(self, f, getattr(self, f)[mask])
-
-    def _append(self, z: np.ndarray, cls: np.ndarray, score: np.ndarray, t: float, state: int):
-        n = z.shape[0]
-        mean, cov = self.kf.initiate(z)
-        new = {
-            "ids": np.arange(self._next_id, self._next_id + n, dtype=np.int64),
-            "mean": mean,
-            "cov": cov,
-            "cls": cls.astype(np.int16),
-            "score": score.astype(np.float32),
-            "state": np.full(n, state, np.int8),
-            "hits": np.ones(n, np.int32),
-            "t_last": np.full(n, t),
-            "z_last": z,
-            "still": np.zeros(n, bool),
-        }
-        self._next_id += n
-        for f in self._FIELDS:
-            setattr(self, f, np.concatenate([getattr(self, f), new[f]]))
+        self.invalid_detections = 0  # dropped for NaN/inf values or empty boxes, in total
+        self.kal = KalmanState.empty()
+        self.ids = np.zeros(0, np.int64)
+        self.cls = np.zeros(0, np.int16)
+        self.score = np.zeros(0, np.float32)
+        self.state = np.zeros(0, np.int8)
+        self.hits = np.zeros(0, np.int32)
+        self.t_last = np.zeros(0)  # time of the last matched detection
+        self.z_last = np.zeros((0, 4))  # last matched measurement, cx cy w h
+        self.still_since = np.zeros(0)  # standing still since this time; NaN: moving
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -90,7 +62,7 @@ class Tracker:
         """Advance to ``timestamp`` (seconds) and associate ``dets``; returns reported tracks.
 
         Pass ``Detections.empty()`` on frames where inference was skipped: tracks are only
-        predicted. ``image`` is accepted for an appearance cue but not used (no cue has
+        predicted. ``image`` is accepted for an appearance cue but not used (none has
         measurably helped yet; see docs/tracking.md).
         """
         del image
@@ -98,92 +70,105 @@ class Tracker:
         t = float(timestamp)
         if not np.isfinite(t):
             raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
-        dt = 0.0 if self._t is None else t - self._t
+        first = self._t is None
+        dt = 0.0 if first else t - self._t
         if dt < 0:
             log.warning("tracker: timestamp went back by %.3f s; treating as no time passed", -dt)
-            dt = 0.0
-        first = self._t is None
-        self._t = max(t, self._t or t)
+            dt, t = 0.0, self._t
+        self._t = t
         self.frames += 1
-
         boxes, scores, classes, kps = self._clean(dets)
+        n_det = scores.shape[0]
 
-        # Predict. Lost tracks keep their size; lost still ones stay exactly where they were.
+        # Predict. Lost tracks keep their size; lost still ones stay where they were.
         lost = self.state == _LOST
         if lost.any():
-            self.mean[lost, 6:8] = 0.0
-            self.mean[lost & self.still, 4:6] = 0.0
-        self.mean, self.cov = self.kf.predict(self.mean, self.cov, dt)
-        pred = cxcywh_to_xyxy(self.mean[:, :4])
+            self.kal.v[lost, 2:] = 0.0
+            self.kal.v[lost & ~np.isnan(self.still_since)] = 0.0
+        self.kf.predict(self.kal, dt)
 
         n_trk = len(self)
         det_for_track = np.full(n_trk, -1, np.intp)
-        high = scores >= cfg.high_score
-        used = np.zeros(len(scores), bool)
+        used = np.zeros(n_det, bool)
+        if n_trk and n_det:
+            iou = iou_matrix(cxcywh_to_xyxy(self.kal.x), boxes)
+            if self._classes.size > 1:
+                iou[self.cls[:, None] != classes[None, :]] = 0.0
+            high = scores >= cfg.high_score
+            state = self.state
+            tent = state == _TENT
+            any_tent = tent.any()
+            age = t - self.t_last
+            if cfg.height_weight:  # a person's height changes slowly: weight every overlap
+                h_trk = self.kal.x[:, 3]
+                h_det = boxes[:, 3] - boxes[:, 1]
+                iou *= np.minimum(h_trk[:, None], h_det) / np.maximum(h_trk[:, None], h_det)
+            # Stage 1: high-score detections vs confirmed and lost tracks, ranked by overlap
+            # times score^score_power; a strict pass, then a loose one for what is left
+            # (fast motion, skipped frames).
+            sim = iou * np.where(high, scores**cfg.score_power, 0.0)
+            if any_tent:
+                sim[tent] = 0.0
+            stale = (state == _LOST) & (age > cfg.lost_grace_s)
+            any_stale = stale.any()
+            if any_stale:
+                sim[stale] *= iou[stale] >= cfg.refind_iou
+            # Tracks followed until just now pick first; tracks lost for a while (stale)
+            # only take the detections left, first strictly, then loosely.
+            r, c = assign(sim * ~stale[:, None] if any_stale else sim, cfg.match_iou)
+            det_for_track[r] = c
+            used[c] = True
+            left = sim * ((det_for_track < 0)[:, None] & ~used)
+            loose = min(cfg.loose_match_iou, cfg.match_iou)
+            if left.max(initial=0.0) >= max(loose, 1e-12):
+                passes = [(cfg.match_iou, stale)] if any_stale else []
+                if loose < cfg.match_iou:
+                    passes += [(loose, ~stale)] + ([(loose, stale)] if any_stale else [])
+                for gate, rows in passes:
+                    r, c = assign(sim * (((det_for_track < 0) & rows)[:, None] & ~used), gate)
+                    det_for_track[r] = c
+                    used[c] = True
+            # Stage 2: low-score detections vs unmatched tracks tracked until just now.
+            low = ~high
+            if low.any():
+                rows = (det_for_track < 0) & ~tent & ~stale
+                r, c = assign(iou * (rows[:, None] & low[None, :]), cfg.low_match_iou)
+                det_for_track[r] = c
+                used[c] = True
+            # Stage 3: tentative tracks vs the remaining high-score detections.
+            if any_tent:
+                free = high & ~used
+                r, c = assign(iou * (tent[:, None] & free[None, :]), cfg.tentative_match_iou)
+                det_for_track[r] = c
+                used[c] = True
 
-        # Stage 1: high-score detections vs confirmed and lost tracks.
-        cand = np.flatnonzero(self.state != _TENT)
-        hd = np.flatnonzero(high)
-        if cand.size and hd.size:
-            sim = iou_matrix(pred[cand], boxes[hd], cfg.box_buffer)
-            if cfg.fuse_score:
-                sim = sim * scores[hd][None, :]
-            sim = np.where(self.cls[cand][:, None] == classes[hd][None, :], sim, -1.0)
-            long_lost = (self.state[cand] == _LOST) & (t - self.t_last[cand] > cfg.lost_grace_s)
-            if long_lost.any():
-                sim[long_lost] = np.where(sim[long_lost] >= cfg.refind_iou, sim[long_lost], -1.0)
-            r, c = assign(sim, cfg.match_iou)
-            det_for_track[cand[r]] = hd[c]
-            used[hd[c]] = True
-
-        # Stage 2: low-score detections vs unmatched tracks that were tracked until just now.
-        recent = (self.state == _CONF) | (
-            (self.state == _LOST) & (t - self.t_last <= cfg.lost_grace_s)
-        )
-        cand = np.flatnonzero(recent & (det_for_track < 0))
-        ld = np.flatnonzero(~high & ~used)
-        if cand.size and ld.size:
-            sim = iou_matrix(pred[cand], boxes[ld])
-            sim = np.where(self.cls[cand][:, None] == classes[ld][None, :], sim, -1.0)
-            r, c = assign(sim, cfg.low_match_iou)
-            det_for_track[cand[r]] = ld[c]
-            used[ld[c]] = True
-
-        # Stage 3: tentative tracks vs the remaining high-score detections.
-        cand = np.flatnonzero(self.state == _TENT)
-        hd = np.flatnonzero(high & ~used)
-        if cand.size and hd.size:
-            sim = iou_matrix(pred[cand], boxes[hd])
-            sim = np.where(self.cls[cand][:, None] == classes[hd][None, :], sim, -1.0)
-            r, c = assign(sim, cfg.tentative_match_iou)
-            det_for_track[cand[r]] = hd[c]
-            used[hd[c]] = True
-
-        self._correct(det_for_track, boxes, scores, t)
         matched = det_for_track >= 0
-        matched_det = det_for_track.copy()
+        if matched.any():
+            self._correct(matched, det_for_track, boxes, scores, t)
 
         # Unmatched: tentative tracks die, confirmed ones become lost, old lost ones expire.
-        keep = matched | (self.state != _TENT)
-        self.state[~matched & (self.state == _CONF)] = _LOST
-        limit = np.where(self.still, cfg.stationary_max_lost_s, cfg.max_lost_s)
-        keep &= matched | (t - self.t_last <= limit)
-        self._keep(keep)
-        matched, matched_det = matched[keep], matched_det[keep]
+        if not matched.all():
+            self.state[~matched & (self.state == _CONF)] = _LOST
+            settled = self.t_last - self.still_since >= cfg.stationary_min_s  # NaN: False
+            limit = np.where(settled, cfg.stationary_max_lost_s, cfg.max_lost_s)
+            keep = matched | ((self.state != _TENT) & (t - self.t_last <= limit))
+            if not keep.all():
+                self._keep(keep)
+                matched, det_for_track = matched[keep], det_for_track[keep]
 
         # New tracks from confident unmatched detections.
-        new = np.flatnonzero(~used & (scores >= cfg.new_track_score))
+        new = np.nonzero(~used & (scores >= cfg.new_track_score))[0]
         if new.size:
             state = _CONF if (first or cfg.confirm_hits <= 1) else _TENT
             self._append(xyxy_to_cxcywh(boxes[new]), classes[new], scores[new], t, state)
             matched = np.concatenate([matched, np.ones(new.size, bool)])
-            matched_det = np.concatenate([matched_det, new])
+            det_for_track = np.concatenate([det_for_track, new])
 
         if len(self) > cfg.max_tracks:
-            mask = self._cap_mask()
-            self._keep(mask)
-            matched, matched_det = matched[mask], matched_det[mask]
-        return self._report(t, matched, matched_det, kps)
+            keep = self._cap_mask()
+            self._keep(keep)
+            matched, det_for_track = matched[keep], det_for_track[keep]
+        return self._report(t, matched, det_for_track, kps)
 
     # ----------------------------------------------------------------- helpers
     def _clean(self, dets: Detections):
@@ -191,46 +176,75 @@ class Tracker:
         boxes = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
         scores = np.asarray(dets.scores, np.float64).reshape(-1)
         classes = np.asarray(dets.classes).reshape(-1)
-        if not (boxes.shape[0] == scores.shape[0] == classes.shape[0]):
+        n = boxes.shape[0]
+        if not (n == scores.shape[0] == classes.shape[0]):
             raise ValueError(
-                f"detections disagree in length: {boxes.shape[0]} boxes, "
+                f"detections disagree in length: {n} boxes, "
                 f"{scores.shape[0]} scores, {classes.shape[0]} classes"
             )
-        ok = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
-        ok &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        self.invalid_detections += int((~ok).sum())
-        ok &= np.isin(classes, self._classes) & (scores >= self.cfg.low_score)
-        kps = None if dets.keypoints is None else np.asarray(dets.keypoints)[ok]
-        return boxes[ok], scores[ok], classes[ok].astype(np.int16), kps
+        if n == 0:
+            return boxes, scores, classes.astype(np.int16), None
+        valid = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+        valid &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        ok = valid & (scores >= self.cfg.low_score)
+        ok &= (classes[:, None] == self._classes[None, :]).any(axis=1)
+        if not valid.all():
+            self.invalid_detections += int(n - valid.sum())
+        kps = None if dets.keypoints is None else np.asarray(dets.keypoints)
+        scores = np.minimum(scores, 1.0)  # confidences; a detector's 1.0000001 is 1
+        if not ok.all():
+            boxes, scores, classes = boxes[ok], scores[ok], classes[ok]
+            kps = None if kps is None else kps[ok]
+        return boxes, scores, classes.astype(np.int16), kps
 
-    def _correct(self, det_for_track: np.ndarray, boxes, scores, t: float) -> None:
-        """Kalman-update matched tracks; tracks back from being lost are re-seeded."""
-        m = np.flatnonzero(det_for_track >= 0)
-        if m.size == 0:
-            return
-        z = xyxy_to_cxcywh(boxes[det_for_track[m]])
-        was_lost = self.state[m] == _LOST
-        if was_lost.any():
-            # The blind prediction is stale: restart the filter at the observation, with the
-            # centre velocity implied by the last and the new observation.
-            lm = m[was_lost]
-            gap = np.maximum(t - self.t_last[lm], 1e-3)
-            mean, cov = self.kf.initiate(z[was_lost])
-            mean[:, 4:6] = (z[was_lost, :2] - self.z_last[lm, :2]) / gap[:, None]
-            self.mean[lm], self.cov[lm] = mean, cov
-        um = m[~was_lost]
-        if um.size:
-            self.mean[um], self.cov[um] = self.kf.update(self.mean[um], self.cov[um], z[~was_lost])
+    def _correct(self, matched: np.ndarray, det_for_track: np.ndarray, boxes, scores, t):
+        """Kalman-update the matched tracks with their detections; promote states."""
+        m = np.nonzero(matched)[0]
+        d = det_for_track[m]
+        z = xyxy_to_cxcywh(boxes[d])
+        z_all = self.kal.x.copy()
+        z_all[m] = z
+        self.kf.update(self.kal, matched, z_all)
         self.z_last[m] = z
         self.t_last[m] = t
-        self.score[m] = scores[det_for_track[m]]
+        self.score[m] = scores[d]
         self.hits[m] += 1
         st = self.state[m]
-        st = np.where(st == _LOST, _CONF, st)
-        st = np.where((st == _TENT) & (self.hits[m] >= self.cfg.confirm_hits), _CONF, st)
+        st[st == _LOST] = _CONF
+        st[(st == _TENT) & (self.hits[m] >= self.cfg.confirm_hits)] = _CONF
         self.state[m] = st
-        speed = np.hypot(self.mean[m, 4], self.mean[m, 5]) / np.maximum(self.mean[m, 3], 1.0)
-        self.still[m] = speed < self.cfg.stationary_speed
+        v = self.kal.v[m]
+        speed = np.sqrt(v[:, 0] ** 2 + v[:, 1] ** 2) / np.maximum(self.kal.x[m, 3], 1.0)
+        self.still_since[m] = np.where(
+            speed < self.cfg.stationary_speed,
+            np.where(np.isnan(self.still_since[m]), t, self.still_since[m]),
+            np.nan,
+        )
+
+    def _keep(self, mask: np.ndarray) -> None:
+        for f in _FIELDS:
+            setattr(self, f, getattr(self, f)[mask])
+        for f in KalmanState.FIELDS:
+            setattr(self.kal, f, getattr(self.kal, f)[mask])
+
+    def _append(self, z: np.ndarray, cls: np.ndarray, score: np.ndarray, t: float, state: int):
+        n = z.shape[0]
+        new = {
+            "ids": np.arange(self._next_id, self._next_id + n, dtype=np.int64),
+            "cls": cls.astype(np.int16),
+            "score": score.astype(np.float32),
+            "state": np.full(n, state, np.int8),
+            "hits": np.ones(n, np.int32),
+            "t_last": np.full(n, t),
+            "z_last": z,
+            "still_since": np.full(n, np.nan),
+        }
+        self._next_id += n
+        for f in _FIELDS:
+            setattr(self, f, np.concatenate([getattr(self, f), new[f]]))
+        init = self.kf.initiate(z)
+        for f in KalmanState.FIELDS:
+            setattr(self.kal, f, np.concatenate([getattr(self.kal, f), getattr(init, f)]))
 
     def _cap_mask(self) -> np.ndarray:
         """Which tracks to keep so that at most max_tracks remain: the longest-lost go first."""
@@ -239,7 +253,7 @@ class Tracker:
         mask[order[: len(self) - self.cfg.max_tracks]] = False
         return mask
 
-    def _report(self, t: float, matched, matched_det, kps) -> Tracks:
+    def _report(self, t: float, matched, det_for_track, kps) -> Tracks:
         show = (self.state == _CONF) & matched
         if self.cfg.report_lost_s > 0:
             show |= (self.state == _LOST) & (t - self.t_last <= self.cfg.report_lost_s)
@@ -247,16 +261,16 @@ class Tracker:
         keypoints = None
         if kps is not None:
             keypoints = np.full((idx.size, *kps.shape[1:]), np.nan, np.float32)
-            md = matched_det[idx]
+            md = det_for_track[idx]
             ok = md >= 0
             keypoints[ok] = kps[md[ok]]
         return Tracks(
-            ids=self.ids[idx].copy(),
-            boxes=cxcywh_to_xyxy(self.mean[idx, :4]).astype(np.float32),
-            scores=self.score[idx].copy(),
-            classes=self.cls[idx].copy(),
-            states=self.state[idx].copy(),
-            velocities=self.mean[idx, 4:6].astype(np.float32),
-            matched=matched[idx].copy(),
+            ids=self.ids[idx],
+            boxes=cxcywh_to_xyxy(self.kal.x[idx]).astype(np.float32),
+            scores=self.score[idx],
+            classes=self.cls[idx],
+            states=self.state[idx],
+            velocities=self.kal.v[idx, :2].astype(np.float32),
+            matched=matched[idx],
             keypoints=keypoints,
         )

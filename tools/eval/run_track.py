@@ -4,7 +4,8 @@ Reads ``frame,id,x,y,w,h,score,...`` detections, runs ``firmware.track.Tracker``
 frame at the sequence's frame rate (from seqinfo.ini) and writes MOTChallenge results
 ``frame,id,x,y,w,h,1,-1,-1,-1``: one row per confirmed track the tracker reports as seen in
 that frame. Bad detection lines (malformed, non-finite, zero or negative size, frame past
-seqLength) are skipped and counted on stderr; a file with no usable detection is an error.
+seqLength) are skipped and counted on stderr; a file with no usable detection, or with
+scores outside 0..1 (unless --rescale-scores), is an error.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out", type=Path, required=True, help="MOTChallenge results file to write"
+    )
+    parser.add_argument(
+        "--rescale-scores",
+        action="store_true",
+        help="map the file's score range linearly onto 0..1 (for detectors whose scores are not confidences, such as MOTChallenge's ACF detections)",
     )
     parser.add_argument(
         "--strict",
@@ -109,6 +115,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"vigil-eval track: warning: {msg}", file=sys.stderr)
     if det.rows.shape[0] == 0:
         raise ValueError(f"{args.det}: no usable detection in {det.lines} lines")
+    lo, hi = float(det.rows[:, 6].min()), float(det.rows[:, 6].max())
+    if args.rescale_scores:
+        det.rows[:, 6] = (det.rows[:, 6] - lo) / (hi - lo) if hi > lo else 1.0
+    elif lo < 0 or hi > 1:
+        raise ValueError(
+            f"{args.det}: scores range from {lo:g} to {hi:g}, outside 0..1; the tracker's "
+            "thresholds are for confidences in 0..1 (--rescale-scores maps this file's range onto 0..1)"
+        )
     num_frames = int(seq_len) if seq_len else int(det.rows[:, 0].max())
     rows = track_sequence(detections_by_frame(det.rows, num_frames), fps)
     write_results(args.out, rows)
