@@ -76,7 +76,7 @@ class RuleEngine:
         self.fps = float(fps)
         self.frame_size = (int(w), int(h))
         self.forget_s = float(forget_s)
-        self.mem = TrackMemory(history=max(8, int(round(self.fps * 3.0))))
+        self.mem = TrackMemory(history=max(8, int(round(self.fps * 4.0))))
         zones = ZoneSet(cfg.zones, self.frame_size, self.mem, cfg.rules.loitering.return_window_s)
         lines = LineSet(cfg.lines, self.frame_size)
         clock = _local_clock(cfg.site.timezone, wall_clock_start)

@@ -37,10 +37,13 @@ class Fight(Rule):
         # Candidate pairs: centres closer than max_distance mean heights.
         b = ctx.p_boxes
         c = (b[:, :2] + b[:, 2:]) * 0.5
-        h = np.maximum(ctx.p_heights, 1.0)
+        # Person size: the box's longer side (the height of an upright person; still a
+        # body length from overhead, where boxes are wider than tall).
+        h = np.maximum(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]), 1.0)
         d = np.hypot(c[:, None, 0] - c[None, :, 0], c[:, None, 1] - c[None, :, 1])
         hm = (h[:, None] + h[None, :]) * 0.5
-        close = np.triu(d < cfg.max_distance * hm, 1)
+        big = h >= cfg.min_size_px
+        close = np.triu((d < cfg.max_distance * hm) & big[:, None] & big[None, :], 1)
         ii, jj = np.nonzero(close)
         if len(ii) == 0:
             self._forget(ctx.t, set())
@@ -99,9 +102,9 @@ class Fight(Rule):
                 start_time=since_t,
                 start_frame=since_f,
                 explain={
-                    "agitation_heights_per_s": float(agit[k]),
-                    "distance_heights": float(d[i, j] / hm[i, j]),
-                    "pair_speed_heights_per_s": float(common[k]),
+                    "agitation_sizes_per_s": float(agit[k]),
+                    "distance_sizes": float(d[i, j] / hm[i, j]),
+                    "pair_speed_sizes_per_s": float(common[k]),
                     "min_agitation": cfg.min_agitation,
                     "max_distance": cfg.max_distance,
                     "max_pair_speed": cfg.max_pair_speed,
