@@ -85,3 +85,15 @@ def speeds(mem: TrackMemory, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.
         v = (c1 - c0) / (dt * np.maximum(h, 1.0))[:, None]
     v[~(dt > 0)] = np.nan
     return v, h
+
+
+def inside_image(boxes: np.ndarray, frame_size: tuple[int, int], margin: float = 1.0) -> np.ndarray:
+    """(N,) bool: the box is not cut by the image border (a cut box shows part of a person,
+    and its centre moves as they come into view)."""
+    w, h = frame_size
+    return (
+        (boxes[:, 0] > margin)
+        & (boxes[:, 1] > margin)
+        & (boxes[:, 2] < w - margin)
+        & (boxes[:, 3] < h - margin)
+    )

@@ -88,24 +88,32 @@ class GrabAndRunRule(Section):
 
 
 class RunningRule(Section):
-    """A person moving fast, measured in their own heights per second."""
+    """A person moving fast, measured in their own heights per second (box height), so it
+    works without calibration: for a 1.7 m person 1 height/s is 1.7 m/s."""
 
     enabled: bool = Field(True, description="Run this rule")
     min_speed: HeightsPerSecond = Field(
-        1.6,
-        description="Speed of the box centre above which a person is running, in person heights per second (walking is about 0.5-1)",
+        2.5,
+        description="Speed of the box centre above which a person is running, in person heights per second (a walk is 0.5-1, a brisk walk about 1.2, a run 2.5-3: about 4-5 m/s)",
     )
     window_s: PosSeconds = Field(
         0.6, description="Speed is measured over this time window (smooths detector jitter)"
     )
     min_duration_s: PosSeconds = Field(
-        0.4, description="The speed must hold this long before the rule fires"
+        0.6, description="The speed must hold this long before the rule fires"
     )
     end_grace_s: NonNegSeconds = Field(
         1.0, description="The situation ends once the person has been slower than this long"
     )
     min_height_px: Annotated[float, Field(ge=1, le=4096)] = Field(
         16.0, description="People smaller than this (pixels) are ignored: their speed is noise"
+    )
+    after_fight_min_speed: HeightsPerSecond = Field(
+        1.0,
+        description="Lower speed limit for people in a fight or just out of one (fleeing or chasing), heights per second",
+    )
+    after_fight_s: NonNegSeconds = Field(
+        3.0, description="How long after a fight the lower limit applies to its people"
     )
     deterrent: str | None = _deterrent_field()
 

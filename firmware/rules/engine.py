@@ -26,7 +26,8 @@ def _rule_classes() -> dict[str, type[Rule]]:
     from firmware.rules.occupancy import Crowding, Footfall, Intrusion
 
     classes = (
-        Loitering, GrabAndRun, Running, Fight, Fall, LeftObject, Crowding, Intrusion, Footfall
+        # Fight runs before running: people leaving a fight are held to a lower speed.
+        Loitering, GrabAndRun, Fight, Running, Fall, LeftObject, Crowding, Intrusion, Footfall
     )  # fmt: skip
     return {c.name: c for c in classes}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from firmware.events.records import Severity
-from firmware.rules.base import FrameContext, Rule, RuleEnv, speeds
+from firmware.rules.base import FrameContext, Rule, RuleEnv, inside_image, speeds
 from firmware.rules.config import FallRule
 from firmware.rules.situations import Situations
 
@@ -65,9 +65,7 @@ class Fall(Rule):
         h = np.maximum(b[:, 3] - b[:, 1], 1.0)
         v, _ = speeds(m, s, self.n)
         speed = np.hypot(v[:, 0], v[:, 1])
-        fw, fh = self.env.frame_size
-        # A box cut by the image border shows part of a person: no posture evidence.
-        inside = (b[:, 0] > 1) & (b[:, 1] > 1) & (b[:, 2] < fw - 1) & (b[:, 3] < fh - 1)
+        inside = inside_image(b, self.env.frame_size)
         still = (speed < cfg.still_speed) & inside
         upright = h / w >= cfg.upright_ratio
         pose = None

@@ -27,6 +27,7 @@ class Fight(Rule):
         # pair -> (first agitated time, its frame, last agitated time)
         self.pair_since: dict[tuple[int, int], tuple[float, int, float]] = {}
         self.group_of: dict[int, tuple[int, int]] = {}  # track id -> situation key
+        env.mem.alloc("fight_t", (), np.float64, np.nan)  # last time in a confirmed fight
 
     def update(self, ctx: FrameContext, sits: Situations) -> None:
         cfg, mem = self.cfg, self.env.mem
@@ -90,6 +91,7 @@ class Fight(Rule):
             if key not in sits.open:
                 self.group_of = {t: g for t, g in self.group_of.items() if g in sits.open}
             self.group_of[pair[0]] = self.group_of[pair[1]] = key
+            mem.fight_t[ctx.p_slots[[i, j]]] = ctx.t
             sits.observe(
                 (self.name, key),
                 ctx.t,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from firmware.events.records import Severity
-from firmware.rules.base import FrameContext, Rule, RuleEnv, speeds
+from firmware.rules.base import FrameContext, Rule, RuleEnv, inside_image, speeds
 from firmware.rules.config import GrabAndRunRule, RunningRule
 from firmware.rules.situations import Situations
 from firmware.rules.zones import exit_targets
@@ -31,8 +31,17 @@ class Running(Rule):
         s = ctx.p_slots
         v, h = speeds(mem, s, self.n)
         speed = np.hypot(v[:, 0], v[:, 1])
-        full = mem.hist_n[s] >= self.n  # a whole window seen: no start-up transients
-        fast = full & (speed >= cfg.min_speed) & (h >= cfg.min_height_px)
+        # A whole window seen (no start-up transients), and the person wholly in view.
+        first, _ = mem.back(s, self.n - 1)
+        full = (
+            (mem.hist_n[s] >= self.n)
+            & inside_image(ctx.p_boxes, self.env.frame_size)
+            & inside_image(first, self.env.frame_size)
+        )
+        # Someone in (or just out of) a fight is fleeing or chasing at a lower speed.
+        fighting = ctx.t - mem.fight_t[s] <= cfg.after_fight_s if hasattr(mem, "fight_t") else False
+        limit = np.where(fighting, cfg.after_fight_min_speed, cfg.min_speed)
+        fast = full & (speed >= limit) & (h >= cfg.min_height_px)
         since = mem.run_since[s]
         new = fast & np.isnan(since)
         mem.run_since[s] = np.where(fast, np.where(new, ctx.t, since), np.nan)
@@ -57,7 +66,8 @@ class Running(Rule):
                     "speed_heights_per_s": float(speed[i]),
                     "peak_speed_heights_per_s": float(mem.run_peak[slot]),
                     "person_height_px": float(h[i]),
-                    "min_speed": cfg.min_speed,
+                    "min_speed": float(limit[i]),
+                    "after_fight": bool(np.asarray(fighting)[i]) if np.ndim(fighting) else False,
                     "window_s": cfg.window_s,
                     "min_duration_s": cfg.min_duration_s,
                 },
