@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -54,6 +54,29 @@ class FrameContext:
     p_heights: np.ndarray
     entered: np.ndarray  # (P,Z) bool, people only
     exited: np.ndarray
+    mem: TrackMemory
+    zones: ZoneSet
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    def speeds(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """People's velocity over ``n`` frames (heights/s) and height, computed once per
+        frame and window."""
+        key = ("speeds", n)
+        if key not in self.cache:
+            self.cache[key] = speeds(self.mem, self.p_slots, n)
+        return self.cache[key]
+
+    def inside(self, frame_size: tuple[int, int]) -> np.ndarray:
+        """(P,) people whose box is wholly in the image, computed once per frame."""
+        if "inside" not in self.cache:
+            self.cache["inside"] = inside_image(self.p_boxes, frame_size)
+        return self.cache["inside"]
+
+    def dwell(self) -> np.ndarray:
+        """(P,Z) seconds in each zone (see ZoneSet.dwell), computed once per frame."""
+        if "dwell" not in self.cache:
+            self.cache["dwell"] = self.zones.dwell(self.p_slots, self.t)
+        return self.cache["dwell"]
 
 
 class Rule:
@@ -71,19 +94,26 @@ class Rule:
 
 def speeds(mem: TrackMemory, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Box-centre velocity over the last ``n`` recorded frames, in person heights per second,
-    and the mean box height (px). Velocity (S,2); NaN where fewer than 2 frames are known."""
-    boxes, times = mem.window(slots, n)
-    first = np.argmax(~np.isnan(times), axis=1)
+    and the person's mean box height over them (px). Velocity (S,2); NaN where fewer than 2
+    frames are known."""
+    n = min(n, mem.history)
+    back = np.arange(n)
+    ptr = mem.ptr[slots]
+    idx = (ptr[:, None] - back[None, :]) % mem.history
+    hb = mem.hist_box[slots[:, None], idx]  # (S,n,4), newest first
+    valid = back[None, :] < mem.hist_n[slots, None]
+    k = np.maximum(mem.hist_n[slots] - 1, 0).clip(max=n - 1)
     rows = np.arange(len(slots))
-    b0 = boxes[rows, first]
-    b1 = boxes[:, -1]
-    dt = times[:, -1] - times[rows, first]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        h = np.nanmean(boxes[..., 3] - boxes[..., 1], axis=1)
-        c0 = (b0[:, :2] + b0[:, 2:]) * 0.5
-        c1 = (b1[:, :2] + b1[:, 2:]) * 0.5
-        v = (c1 - c0) / (dt * np.maximum(h, 1.0))[:, None]
-    v[~(dt > 0)] = np.nan
+    b1, b0 = hb[:, 0], hb[rows, k]
+    t1 = mem.hist_t[slots, ptr]
+    t0 = mem.hist_t[slots, idx[rows, k]]
+    heights = np.where(valid, hb[..., 3] - hb[..., 1], 0.0)
+    h = heights.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+    dt = t1 - t0
+    ok = dt > 0
+    denom = np.where(ok, dt * np.maximum(h, 1.0), 1.0)
+    v = ((b1[:, :2] + b1[:, 2:]) - (b0[:, :2] + b0[:, 2:])) * 0.5 / denom[:, None]
+    v[~ok] = np.nan
     return v, h
 
 

@@ -124,6 +124,8 @@ class RuleEngine:
             p_heights=p_boxes[:, 3] - p_boxes[:, 1],
             entered=entered,
             exited=exited,
+            mem=mem,
+            zones=self.env.zones,
         )
         for rule in self.rules:
             rule.update(ctx, self.sits)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from firmware.events.records import Severity
-from firmware.rules.base import FrameContext, Rule, RuleEnv, inside_image, speeds
+from firmware.rules.base import FrameContext, Rule, RuleEnv
 from firmware.rules.config import FallRule
+from firmware.rules.motion import MOTION_WINDOW_S
 from firmware.rules.situations import Situations
 
 # COCO keypoints: shoulders 5, 6; hips 11, 12.
@@ -33,7 +34,7 @@ class Fall(Rule):
 
     def __init__(self, cfg: FallRule, env: RuleEnv):
         super().__init__(cfg, env)
-        self.n = max(2, int(round(0.5 * env.fps)) + 1)
+        self.n = max(2, int(round(MOTION_WINDOW_S * env.fps)) + 1)
         self.ref_far = min(env.mem.history, int(round(cfg.reference_s[1] * env.fps)) + 1)
         self.ref_near = int(round(cfg.reference_s[0] * env.fps))
         m = env.mem
@@ -63,9 +64,9 @@ class Fall(Rule):
         b = ctx.p_boxes
         w = np.maximum(b[:, 2] - b[:, 0], 1.0)
         h = np.maximum(b[:, 3] - b[:, 1], 1.0)
-        v, _ = speeds(m, s, self.n)
+        v, _ = ctx.speeds(self.n)
         speed = np.hypot(v[:, 0], v[:, 1])
-        inside = inside_image(b, self.env.frame_size)
+        inside = ctx.inside(self.env.frame_size)
         still = (speed < cfg.still_speed) & inside
         upright = h / w >= cfg.upright_ratio
         pose = None
@@ -84,10 +85,9 @@ class Fall(Rule):
         cand = np.nonzero(~down & still & ~upright & recent)[0]
         if len(cand):
             ref = self._reference(s[cand])
-            with np.errstate(invalid="ignore"):
-                grown = (w[cand] >= cfg.extent_growth * ref[:, 0]) | (
-                    h[cand] >= cfg.extent_growth * ref[:, 1]
-                )
+            grown = (w[cand] >= cfg.extent_growth * ref[:, 0]) | (
+                h[cand] >= cfg.extent_growth * ref[:, 1]
+            )
             start = grown | flat[cand]
             go = cand[start]
             m.fall_down_t[s[go]] = t
@@ -97,8 +97,7 @@ class Fall(Rule):
             down[go] = True
         # Staying down: still, and still lying (against the size before the fall).
         ref = m.fall_ref_wh[s]
-        with np.errstate(invalid="ignore"):
-            grown = (w >= cfg.extent_growth * ref[:, 0]) | (h >= cfg.extent_growth * ref[:, 1])
+        grown = (w >= cfg.extent_growth * ref[:, 0]) | (h >= cfg.extent_growth * ref[:, 1])
         stays = down & still & ~upright & (grown | flat)
         gone = down & ~stays
         m.fall_down_t[s[gone]] = np.nan

@@ -85,6 +85,28 @@ class Intrusion(Rule):
     def __init__(self, cfg: IntrusionRule, env: RuleEnv):
         super().__init__(cfg, env)
         self.cols = env.zones.select(cfg.zones, None)
+        self._minute: tuple[int, ...] | None = None
+        self._is_closed = False
+        self._second: int | None = None
+        self._now: datetime | None = None
+        self._now_text = ""
+
+    def _when(self, t: float) -> datetime:
+        """Local wall-clock time, looked up once per second of stream time."""
+        sec = int(t)
+        if sec != self._second or self._now is None:
+            self._second = sec
+            self._now = self.env.clock(t)
+            self._now_text = self._now.strftime("%Y-%m-%d %H:%M")
+        return self._now
+
+    def _closed(self, when: datetime) -> bool:
+        """store_closed, evaluated once per minute."""
+        minute = (when.year, when.month, when.day, when.hour, when.minute)
+        if minute != self._minute:
+            self._minute = minute
+            self._is_closed = store_closed(self.env.schedule, when)
+        return self._is_closed
 
     def update(self, ctx: FrameContext, sits: Situations) -> None:
         env = self.env
@@ -93,10 +115,10 @@ class Intrusion(Rule):
         cols = self.cols[env.zones.armed[self.cols]]
         if len(cols) == 0:
             return
-        when = env.clock(ctx.t)
-        if env.unit_armed is None and not store_closed(env.schedule, when):
+        when = self._when(ctx.t)
+        if env.unit_armed is None and not self._closed(when):
             return
-        dwell = env.zones.dwell(ctx.p_slots, ctx.t)[:, cols]
+        dwell = ctx.dwell()[:, cols]
         inside = dwell >= max(self.cfg.min_duration_s, 1e-9)
         for j in np.nonzero(inside.any(axis=0))[0].tolist():
             z = int(cols[j])
@@ -113,7 +135,7 @@ class Intrusion(Rule):
                 explain={
                     "people": int(inside[:, j].sum()),
                     "longest_s": float(dwell[:, j].max()),
-                    "local_time": when.strftime("%Y-%m-%d %H:%M"),
+                    "local_time": self._now_text,
                     "armed_by": "hub" if env.unit_armed else "schedule",
                     "open_time": env.schedule.open_time,
                     "close_time": env.schedule.close_time,
