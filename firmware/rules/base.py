@@ -72,6 +72,16 @@ class FrameContext:
             self.cache["inside"] = inside_image(self.p_boxes, frame_size)
         return self.cache["inside"]
 
+    def member(self, cols: np.ndarray | None = None) -> np.ndarray:
+        """(P,Z) bool: people in each zone (with inertia), gathered once per frame; ``cols``
+        picks zones (None or every zone: no copy)."""
+        if "member" not in self.cache:
+            self.cache["member"] = self.mem.z_member[self.p_slots]
+        m = self.cache["member"]
+        if cols is None or len(cols) == m.shape[1]:
+            return m
+        return m[:, cols]
+
     def dwell(self) -> np.ndarray:
         """(P,Z) seconds in each zone (see ZoneSet.dwell), computed once per frame."""
         if "dwell" not in self.cache:
@@ -97,19 +107,22 @@ def speeds(mem: TrackMemory, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.
     and the person's mean box height over them (px). Velocity (S,2); NaN where fewer than 2
     frames are known."""
     n = min(n, mem.history)
-    back = np.arange(n)
     ptr = mem.ptr[slots]
-    idx = (ptr[:, None] - back[None, :]) % mem.history
-    hb = mem.hist_box[slots[:, None], idx]  # (S,n,4), newest first
-    valid = back[None, :] < mem.hist_n[slots, None]
-    k = np.maximum(mem.hist_n[slots] - 1, 0).clip(max=n - 1)
-    rows = np.arange(len(slots))
-    b1, b0 = hb[:, 0], hb[rows, k]
-    t1 = mem.hist_t[slots, ptr]
-    t0 = mem.hist_t[slots, idx[rows, k]]
-    heights = np.where(valid, hb[..., 3] - hb[..., 1], 0.0)
-    h = heights.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
-    dt = t1 - t0
+    known = mem.hist_n[slots]
+    k = np.clip(known - 1, 0, n - 1)
+    b1 = mem.hist_box[slots, ptr]
+    i0 = (ptr - k) % mem.history
+    b0 = mem.hist_box[slots, i0]
+    dt = mem.hist_t[slots, ptr] - mem.hist_t[slots, i0]
+    if n == mem.height_window:
+        h = mem.hsum[slots] / np.maximum(np.minimum(known, n), 1)
+    else:
+        idx = (ptr[:, None] - np.arange(n)[None, :]) % mem.history
+        hb = mem.hist_box[slots[:, None], idx]
+        valid = np.arange(n)[None, :] < known[:, None]
+        h = np.where(valid, hb[..., 3] - hb[..., 1], 0.0).sum(axis=1) / np.maximum(
+            valid.sum(axis=1), 1
+        )
     ok = dt > 0
     denom = np.where(ok, dt * np.maximum(h, 1.0), 1.0)
     v = ((b1[:, :2] + b1[:, 2:]) - (b0[:, :2] + b0[:, 2:])) * 0.5 / denom[:, None]

@@ -12,6 +12,7 @@ from firmware.config.schema import VigilConfig
 from firmware.events.records import Event, EventPhase, Severity
 from firmware.rules.base import STAGES, FrameContext, Rule, RuleEnv
 from firmware.rules.memory import TrackMemory
+from firmware.rules.motion import MOTION_WINDOW_S
 from firmware.rules.situations import Situations
 from firmware.rules.zones import LineSet, ZoneSet, foot_points
 from firmware.types import PERSON, Tracks
@@ -77,7 +78,10 @@ class RuleEngine:
         self.fps = float(fps)
         self.frame_size = (int(w), int(h))
         self.forget_s = float(forget_s)
-        self.mem = TrackMemory(history=max(8, int(round(self.fps * 4.0))))
+        self.mem = TrackMemory(
+            history=max(8, int(round(self.fps * 4.0))),
+            height_window=int(round(MOTION_WINDOW_S * self.fps)) + 1,
+        )
         zones = ZoneSet(cfg.zones, self.frame_size, self.mem, cfg.rules.loitering.return_window_s)
         lines = LineSet(cfg.lines, self.frame_size)
         clock = _local_clock(cfg.site.timezone, wall_clock_start)

@@ -76,10 +76,12 @@ class Fall(Rule):
                 upright = np.where(np.isnan(pose), upright, pose == 0)
         m.fall_moving_t[s] = np.where((speed >= _MOVING) | upright, t, m.fall_moving_t[s])
         m.fall_upright_t[s] = np.where(upright, t, m.fall_upright_t[s])
+        down = ~np.isnan(m.fall_down_t[s])
+        if not (still.any() or down.any()):
+            return  # nobody still, nobody down: nothing more to do this frame
         flat = (w / h >= cfg.lying_ratio) & ~np.isnan(m.fall_upright_t[s])
         if pose is not None:
             flat = np.where(np.isnan(pose), flat, pose == 1)
-        down = ~np.isnan(m.fall_down_t[s])
         # Onset: someone up and moving a moment ago is now still in a lying posture.
         recent = t - m.fall_moving_t[s] <= cfg.moving_within_s
         cand = np.nonzero(~down & still & ~upright & recent)[0]

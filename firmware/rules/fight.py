@@ -70,8 +70,10 @@ class Fight(Rule):
         hm = (h[:, None] + h[None, :]) * 0.5
         big = h >= cfg.min_size_px
         lively = (energy[:, None] + energy[None, :]) * self.env.fps >= 0.75 * cfg.min_agitation * hm
-        close = np.triu((d < cfg.max_distance * hm) & big[:, None] & big[None, :] & lively, 1)
+        close = (d < cfg.max_distance * hm) & big[:, None] & big[None, :] & lively
         ii, jj = np.nonzero(close)
+        upper = ii < jj
+        ii, jj = ii[upper], jj[upper]
         if len(ii) == 0:
             self._forget(ctx.t, set())
             return

@@ -45,6 +45,11 @@ class Running(Rule):
         limit = np.where(fighting, cfg.after_fight_min_speed, cfg.min_speed)
         fast = full & (speed >= limit) & (h >= cfg.min_height_px)
         since = mem.run_since[s]
+        if not fast.any():
+            if not np.isnan(since).all():
+                mem.run_since[s] = np.nan
+                mem.run_peak[s] = 0.0
+            return
         new = fast & np.isnan(since)
         mem.run_since[s] = np.where(fast, np.where(new, ctx.t, since), np.nan)
         mem.run_since_frame[s] = np.where(new, ctx.frame, mem.run_since_frame[s])
@@ -101,7 +106,7 @@ class GrabAndRun(Rule):
         mem.gr_left_t[s] = np.where(at_hv, ctx.t, mem.gr_left_t[s])
         mem.gr_zone[s] = np.where(at_hv, self.cols[best], mem.gr_zone[s])
         mem.gr_dwell[s] = np.where(at_hv, bd, mem.gr_dwell[s])
-        in_any = mem.z_member[s][:, self.cols].any(axis=1)
+        in_any = ctx.member(self.cols).any(axis=1)
         recent = ~in_any & (ctx.t - mem.gr_left_t[s] <= cfg.window_s)
         if not recent.any():
             return
