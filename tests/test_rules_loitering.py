@@ -115,3 +115,22 @@ def test_stages_must_be_ordered():
 
     with pytest.raises(ConfigError, match="stages must not decrease"):
         site(threshold_s=50, warn_s=40)
+
+
+def test_a_replay_starting_over_ends_open_situations_and_starts_afresh():
+    from firmware.rules.synthetic import frames
+
+    a = shopper(stay_s=25.0)
+    engine = RuleEngine(site(threshold_s=5, warn_s=10, alert_s=20), SIZE, FPS)
+    engine.set_armed("shelf", False)
+    clip = list(frames([a]))[:150]  # stops while the shopper is still at the shelf
+    first = [e for f, tr in enumerate(clip) for e in engine.update(tr, f / FPS, f)]
+    assert [e.phase for e in loitering(first)] == [EventPhase.START, EventPhase.UPDATE]
+    again = engine.update(clip[0], 0.0, 0)  # the clip starts over: time goes back
+    assert [(e.type, e.phase) for e in again if e.type == "loitering"] == [
+        ("loitering", EventPhase.END)
+    ]
+    assert not engine.zones.armed[engine.zones.index["shelf"]]  # hub state survives
+    second = [e for f, tr in enumerate(clip[1:], 1) for e in engine.update(tr, f / FPS, f)]
+    assert [e.phase for e in loitering(second)] == [EventPhase.START, EventPhase.UPDATE]
+    assert loitering(second)[0].event_id != loitering(first)[0].event_id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -54,6 +54,39 @@ class FrameContext:
     p_heights: np.ndarray
     entered: np.ndarray  # (P,Z) bool, people only
     exited: np.ndarray
+    mem: TrackMemory
+    zones: ZoneSet
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    def speeds(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """People's velocity over ``n`` frames (heights/s) and height, computed once per
+        frame and window."""
+        key = ("speeds", n)
+        if key not in self.cache:
+            self.cache[key] = speeds(self.mem, self.p_slots, n)
+        return self.cache[key]
+
+    def inside(self, frame_size: tuple[int, int]) -> np.ndarray:
+        """(P,) people whose box is wholly in the image, computed once per frame."""
+        if "inside" not in self.cache:
+            self.cache["inside"] = inside_image(self.p_boxes, frame_size)
+        return self.cache["inside"]
+
+    def member(self, cols: np.ndarray | None = None) -> np.ndarray:
+        """(P,Z) bool: people in each zone (with inertia), gathered once per frame; ``cols``
+        picks zones (None or every zone: no copy)."""
+        if "member" not in self.cache:
+            self.cache["member"] = self.mem.z_member[self.p_slots]
+        m = self.cache["member"]
+        if cols is None or len(cols) == m.shape[1]:
+            return m
+        return m[:, cols]
+
+    def dwell(self) -> np.ndarray:
+        """(P,Z) seconds in each zone (see ZoneSet.dwell), computed once per frame."""
+        if "dwell" not in self.cache:
+            self.cache["dwell"] = self.zones.dwell(self.p_slots, self.t)
+        return self.cache["dwell"]
 
 
 class Rule:
@@ -71,17 +104,39 @@ class Rule:
 
 def speeds(mem: TrackMemory, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Box-centre velocity over the last ``n`` recorded frames, in person heights per second,
-    and the mean box height (px). Velocity (S,2); NaN where fewer than 2 frames are known."""
-    boxes, times = mem.window(slots, n)
-    first = np.argmax(~np.isnan(times), axis=1)
-    rows = np.arange(len(slots))
-    b0 = boxes[rows, first]
-    b1 = boxes[:, -1]
-    dt = times[:, -1] - times[rows, first]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        h = np.nanmean(boxes[..., 3] - boxes[..., 1], axis=1)
-        c0 = (b0[:, :2] + b0[:, 2:]) * 0.5
-        c1 = (b1[:, :2] + b1[:, 2:]) * 0.5
-        v = (c1 - c0) / (dt * np.maximum(h, 1.0))[:, None]
-    v[~(dt > 0)] = np.nan
+    and the person's mean box height over them (px). Velocity (S,2); NaN where fewer than 2
+    frames are known."""
+    n = min(n, mem.history)
+    ptr = mem.ptr[slots]
+    known = mem.hist_n[slots]
+    k = np.clip(known - 1, 0, n - 1)
+    b1 = mem.hist_box[slots, ptr]
+    i0 = (ptr - k) % mem.history
+    b0 = mem.hist_box[slots, i0]
+    dt = mem.hist_t[slots, ptr] - mem.hist_t[slots, i0]
+    if n == mem.height_window:
+        h = mem.hsum[slots] / np.maximum(np.minimum(known, n), 1)
+    else:
+        idx = (ptr[:, None] - np.arange(n)[None, :]) % mem.history
+        hb = mem.hist_box[slots[:, None], idx]
+        valid = np.arange(n)[None, :] < known[:, None]
+        h = np.where(valid, hb[..., 3] - hb[..., 1], 0.0).sum(axis=1) / np.maximum(
+            valid.sum(axis=1), 1
+        )
+    ok = dt > 0
+    denom = np.where(ok, dt * np.maximum(h, 1.0), 1.0)
+    v = ((b1[:, :2] + b1[:, 2:]) - (b0[:, :2] + b0[:, 2:])) * 0.5 / denom[:, None]
+    v[~ok] = np.nan
     return v, h
+
+
+def inside_image(boxes: np.ndarray, frame_size: tuple[int, int], margin: float = 1.0) -> np.ndarray:
+    """(N,) bool: the box is not cut by the image border (a cut box shows part of a person,
+    and its centre moves as they come into view)."""
+    w, h = frame_size
+    return (
+        (boxes[:, 0] > margin)
+        & (boxes[:, 1] > margin)
+        & (boxes[:, 2] < w - margin)
+        & (boxes[:, 3] < h - margin)
+    )

@@ -88,18 +88,19 @@ class GrabAndRunRule(Section):
 
 
 class RunningRule(Section):
-    """A person moving fast, measured in their own heights per second."""
+    """A person moving fast, measured in their own heights per second (box height), so it
+    works without calibration: for a 1.7 m person 1 height/s is 1.7 m/s."""
 
     enabled: bool = Field(True, description="Run this rule")
     min_speed: HeightsPerSecond = Field(
-        1.6,
-        description="Speed of the box centre above which a person is running, in person heights per second (walking is about 0.5-1)",
+        2.5,
+        description="Speed of the box centre above which a person is running, in person heights per second (a walk is 0.5-1, a brisk walk about 1.2, a run 2.5-3: about 4-5 m/s)",
     )
     window_s: PosSeconds = Field(
         0.6, description="Speed is measured over this time window (smooths detector jitter)"
     )
     min_duration_s: PosSeconds = Field(
-        0.4, description="The speed must hold this long before the rule fires"
+        0.6, description="The speed must hold this long before the rule fires"
     )
     end_grace_s: NonNegSeconds = Field(
         1.0, description="The situation ends once the person has been slower than this long"
@@ -107,24 +108,38 @@ class RunningRule(Section):
     min_height_px: Annotated[float, Field(ge=1, le=4096)] = Field(
         16.0, description="People smaller than this (pixels) are ignored: their speed is noise"
     )
+    after_fight_min_speed: HeightsPerSecond = Field(
+        1.0,
+        description="Lower speed limit for people in a fight or just out of one (fleeing or chasing), heights per second",
+    )
+    after_fight_s: NonNegSeconds = Field(
+        3.0, description="How long after a fight the lower limit applies to its people"
+    )
     deterrent: str | None = _deterrent_field()
 
 
 class FightRule(Section):
-    """Two or more people close together with high, erratic motion relative to each other."""
+    """Two or more people close together with high, erratic motion relative to each other.
+
+    Sizes are the person's box's longer side (their height when upright; a body length
+    seen from overhead), so the rule works on side and overhead views alike."""
 
     enabled: bool = Field(True, description="Run this rule")
     max_distance: Heights = Field(
         0.9,
-        description="People are 'close' when their box centres are nearer than this, in person heights",
+        description="People are 'close' when their box centres are nearer than this, in person sizes",
     )
     min_agitation: HeightsPerSecond = Field(
-        1.0,
-        description="Mean absolute frame-to-frame change of the pair's relative position and box sizes, in heights per second, above which the motion counts as violent",
+        2.0,
+        description="Mean absolute frame-to-frame change of the pair's relative position and box sizes, in person sizes per second, above which the motion counts as violent (two people talking or walking together stay well under 1.5)",
     )
     max_pair_speed: HeightsPerSecond = Field(
         1.2,
-        description="The pair's common motion must stay below this (people walking or running together are not fighting), heights per second",
+        description="The pair's common motion must stay below this (people walking or running together are not fighting), person sizes per second",
+    )
+    min_size_px: Annotated[float, Field(ge=1, le=4096)] = Field(
+        16.0,
+        description="People smaller than this (box's longer side, pixels) are ignored: their box jitter is noise",
     )
     window_s: PosSeconds = Field(1.0, description="Motion is measured over this time window")
     min_duration_s: PosSeconds = Field(
@@ -137,17 +152,18 @@ class FightRule(Section):
 
 
 class FallRule(Section):
-    """A change to a lying posture followed by staying down.
+    """A quick change to a lying posture, then staying down and still.
 
-    Lying is any of: a box wider than tall after the person was upright (side views); with
-    pose keypoints, a torso nearer horizontal than vertical; or a box whose height or width
-    has grown well past the person's size while walking, while they lie still (how a lying
-    body looks from a high or overhead camera: it covers a longer stretch of floor)."""
+    Lying is any of: with pose keypoints, a torso nearer horizontal than vertical; a box
+    wider than tall for a person once seen upright (side views); or a box whose height or
+    width has grown well past what it was a few seconds before while the person now lies
+    still (how a lying body looks from a high or overhead camera: it covers a longer
+    stretch of floor)."""
 
     enabled: bool = Field(True, description="Run this rule")
     lying_ratio: Annotated[float, Field(gt=0, le=10)] = Field(
         1.0,
-        description="A box at least this much wider than tall (width/height) counts as lying, if the person was upright before",
+        description="A box at least this much wider than tall (width/height) counts as lying, if the person was seen upright before",
     )
     upright_ratio: Annotated[float, Field(gt=0, le=10)] = Field(
         1.4,
@@ -155,14 +171,18 @@ class FallRule(Section):
     )
     extent_growth: Annotated[float, Field(gt=1, le=5)] = Field(
         1.3,
-        description="Lying also when the box's height or width exceeds this factor of its size while the person was walking (and they now lie still)",
+        description="Lying also when the box's height or width exceeds this factor of its size a few seconds before (the reference_s window) and the person now lies still",
+    )
+    reference_s: tuple[PosSeconds, PosSeconds] = Field(
+        (1.5, 4.0),
+        description="The box size before the fall is the median over this window, seconds before now (from, to)",
     )
     still_speed: HeightsPerSecond = Field(
         0.15, description="Below this speed (person heights per second) the person counts as still"
     )
     moving_within_s: PosSeconds = Field(
-        5.0,
-        description="The person must have been upright or walking within this time before going down (a fall is a change, not someone already lying)",
+        3.0,
+        description="The person must have been up and moving (or upright) within this time before going down: a fall is sudden",
     )
     min_down_s: PosSeconds = Field(
         3.0, description="Seconds the person must stay down before the rule fires"
@@ -171,6 +191,13 @@ class FallRule(Section):
         2.0, description="The situation ends once the person has been up this long"
     )
     deterrent: str | None = _deterrent_field()
+
+    @model_validator(mode="after")
+    def _window(self) -> FallRule:
+        a, b = self.reference_s
+        if not a < b <= 10:
+            raise ValueError(f"reference_s ({a}, {b}) must be (from, to) with from < to <= 10 s")
+        return self
 
 
 class LeftObjectRule(Section):

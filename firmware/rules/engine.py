@@ -12,6 +12,7 @@ from firmware.config.schema import VigilConfig
 from firmware.events.records import Event, EventPhase, Severity
 from firmware.rules.base import STAGES, FrameContext, Rule, RuleEnv
 from firmware.rules.memory import TrackMemory
+from firmware.rules.motion import MOTION_WINDOW_S
 from firmware.rules.situations import Situations
 from firmware.rules.zones import LineSet, ZoneSet, foot_points
 from firmware.types import PERSON, Tracks
@@ -26,7 +27,8 @@ def _rule_classes() -> dict[str, type[Rule]]:
     from firmware.rules.occupancy import Crowding, Footfall, Intrusion
 
     classes = (
-        Loitering, GrabAndRun, Running, Fight, Fall, LeftObject, Crowding, Intrusion, Footfall
+        # Fight runs before running: people leaving a fight are held to a lower speed.
+        Loitering, GrabAndRun, Fight, Running, Fall, LeftObject, Crowding, Intrusion, Footfall
     )  # fmt: skip
     return {c.name: c for c in classes}
 
@@ -76,26 +78,47 @@ class RuleEngine:
         self.fps = float(fps)
         self.frame_size = (int(w), int(h))
         self.forget_s = float(forget_s)
-        self.mem = TrackMemory(history=max(8, int(round(self.fps * 3.0))))
+        self.clock = _local_clock(cfg.site.timezone, wall_clock_start)
+        self._build()
+        self._last: tuple[float, int] | None = None
+        self._acted: set[str] = set()
+
+    def _build(self, unit_armed: bool | None = None, zone_armed: np.ndarray | None = None) -> None:
+        """Fresh per-stream state: track memory, zones, situations, rules."""
+        cfg = self.cfg
+        self.mem = TrackMemory(
+            history=max(8, int(round(self.fps * 4.0))),
+            height_window=int(round(MOTION_WINDOW_S * self.fps)) + 1,
+        )
         zones = ZoneSet(cfg.zones, self.frame_size, self.mem, cfg.rules.loitering.return_window_s)
+        if zone_armed is not None:
+            zones.armed[:] = zone_armed
         lines = LineSet(cfg.lines, self.frame_size)
-        clock = _local_clock(cfg.site.timezone, wall_clock_start)
-        self.env = RuleEnv(self.mem, zones, lines, self.fps, self.frame_size, cfg.schedule, clock)
+        self.env = RuleEnv(
+            self.mem, zones, lines, self.fps, self.frame_size, cfg.schedule, self.clock, unit_armed
+        )
         self.sits = Situations()
         self.rules: list[Rule] = []
         for name, cls in _rule_classes().items():
             rcfg = getattr(cfg.rules, name)
             if rcfg.enabled:
                 self.rules.append(cls(rcfg, self.env))
-        self._acted: set[str] = set()
 
     @property
     def zones(self) -> ZoneSet:
         return self.env.zones
 
     def update(self, tracks: Tracks, timestamp: float, frame_index: int) -> list[Event]:
-        """Feed one frame's tracks; returns the events this frame produced."""
+        """Feed one frame's tracks; returns the events this frame produced.
+
+        Time going backwards (a replayed clip starting over) ends every open situation and
+        starts afresh, so no situation spans two passes."""
         t = float(timestamp)
+        restarted: list[Event] = []
+        if self._last is not None and t < self._last[0]:
+            restarted = self.close(*self._last)
+            self._build(self.env.unit_armed, self.env.zones.armed.copy())
+        self._last = (t, int(frame_index))
         mem = self.mem
         ids = np.asarray(tracks.ids, np.int64)
         boxes = np.asarray(tracks.boxes, np.float64).reshape(-1, 4)
@@ -123,12 +146,14 @@ class RuleEngine:
             p_heights=p_boxes[:, 3] - p_boxes[:, 1],
             entered=entered,
             exited=exited,
+            mem=mem,
+            zones=self.env.zones,
         )
         for rule in self.rules:
             rule.update(ctx, self.sits)
         self.sits.sweep(t, ctx.frame)
         mem.expire(t, self.forget_s)
-        return self.sits.take()
+        return restarted + self.sits.take()
 
     def close(self, timestamp: float, frame_index: int) -> list[Event]:
         """End every open situation (end of stream or shutdown); send partial summaries."""

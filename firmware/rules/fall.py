@@ -1,23 +1,24 @@
-"""Fall / person down: a change to a lying posture, then staying down (see FallRule)."""
+"""Fall / person down: a quick change to a lying posture, then staying down (see FallRule)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from firmware.events.records import Severity
-from firmware.rules.base import FrameContext, Rule, RuleEnv, speeds
+from firmware.rules.base import FrameContext, Rule, RuleEnv
 from firmware.rules.config import FallRule
+from firmware.rules.motion import MOTION_WINDOW_S
 from firmware.rules.situations import Situations
 
 # COCO keypoints: shoulders 5, 6; hips 11, 12.
 _SHOULDERS, _HIPS = [5, 6], [11, 12]
 _MIN_KP_SCORE = 0.3
-_WALKING = 0.3  # heights per second: moving, so the box shows the walking size
+_MOVING = 0.6  # heights per second: up and walking
 
 
 def torso_lying(kp: np.ndarray | None) -> np.ndarray | None:
-    """(N,) bool lying / NaN-free where the torso is visible; None without keypoints.
-    Returns a float array: 1 lying, 0 upright, NaN unknown."""
+    """Per person 1.0 (torso nearer horizontal), 0.0 (nearer vertical) or NaN (shoulders
+    or hips not seen); None without keypoints."""
     if kp is None or len(kp) == 0:
         return None
     sh, hp = kp[:, _SHOULDERS], kp[:, _HIPS]
@@ -33,14 +34,27 @@ class Fall(Rule):
 
     def __init__(self, cfg: FallRule, env: RuleEnv):
         super().__init__(cfg, env)
-        self.n = max(2, int(round(0.5 * env.fps)) + 1)
-        self.alpha = 1.0 / max(1.0, 1.5 * env.fps)  # walking size: EMA over ~1.5 s
+        self.n = max(2, int(round(MOTION_WINDOW_S * env.fps)) + 1)
+        self.ref_far = min(env.mem.history, int(round(cfg.reference_s[1] * env.fps)) + 1)
+        self.ref_near = int(round(cfg.reference_s[0] * env.fps))
         m = env.mem
-        m.alloc("fall_walk_wh", (2,), np.float64, np.nan)
-        m.alloc("fall_moving_t", (), np.float64, np.nan)  # last time upright or walking
+        m.alloc("fall_moving_t", (), np.float64, np.nan)  # last time up and moving, or upright
         m.alloc("fall_upright_t", (), np.float64, np.nan)
         m.alloc("fall_down_t", (), np.float64, np.nan)
         m.alloc("fall_down_f", (), np.int64, -1)
+        m.alloc("fall_ref_wh", (2,), np.float64, np.nan)  # box size before going down
+        m.alloc("fall_cue", (), np.int8, 0)
+
+    def _reference(self, slots: np.ndarray) -> np.ndarray:
+        """(S,2) median box (w,h) over the reference window; NaN with under a second of it."""
+        boxes, _ = self.env.mem.window(slots, self.ref_far)
+        old = boxes[:, : max(1, self.ref_far - self.ref_near)]
+        wh = np.stack([old[..., 2] - old[..., 0], old[..., 3] - old[..., 1]], axis=-1)
+        enough = np.sum(~np.isnan(wh[..., 0]), axis=1) >= self.env.fps
+        ref = np.full((len(slots), 2), np.nan)
+        if enough.any():
+            ref[enough] = np.nanmedian(wh[enough], axis=1)
+        return ref
 
     def update(self, ctx: FrameContext, sits: Situations) -> None:
         if len(ctx.p_slots) == 0:
@@ -50,44 +64,56 @@ class Fall(Rule):
         b = ctx.p_boxes
         w = np.maximum(b[:, 2] - b[:, 0], 1.0)
         h = np.maximum(b[:, 3] - b[:, 1], 1.0)
-        v, _ = speeds(m, s, self.n)
+        v, _ = ctx.speeds(self.n)
         speed = np.hypot(v[:, 0], v[:, 1])
-        walking = speed >= _WALKING
-        still = speed < cfg.still_speed
+        inside = ctx.inside(self.env.frame_size)
+        still = (speed < cfg.still_speed) & inside
         upright = h / w >= cfg.upright_ratio
         pose = None
         if ctx.keypoints is not None:
             pose = torso_lying(np.asarray(ctx.keypoints)[ctx.people])
             if pose is not None:
                 upright = np.where(np.isnan(pose), upright, pose == 0)
-        # Walking size: an average over recent walking frames (where the box shows a
-        # person on their feet), per track.
-        wh = m.fall_walk_wh[s]
-        cur = np.stack([w, h], axis=1)
-        upd = walking[:, None] & ~np.isnan(wh)
-        wh = np.where(np.isnan(wh) & walking[:, None], cur, wh)
-        wh = np.where(upd, wh + self.alpha * (cur - wh), wh)
-        m.fall_walk_wh[s] = wh
-        m.fall_moving_t[s] = np.where(walking | upright, t, m.fall_moving_t[s])
+        m.fall_moving_t[s] = np.where((speed >= _MOVING) | upright, t, m.fall_moving_t[s])
         m.fall_upright_t[s] = np.where(upright, t, m.fall_upright_t[s])
-        with np.errstate(invalid="ignore"):
-            grown = still & (
-                (w >= cfg.extent_growth * wh[:, 0]) | (h >= cfg.extent_growth * wh[:, 1])
-            )
-            # Wider than tall counts only for people once seen upright (a side view).
-            flat = (w / h >= cfg.lying_ratio) & ~np.isnan(m.fall_upright_t[s])
-        lying = (grown | flat) & still & ~upright
+        down = ~np.isnan(m.fall_down_t[s])
+        if not (still.any() or down.any()):
+            return  # nobody still, nobody down: nothing more to do this frame
+        flat = (w / h >= cfg.lying_ratio) & ~np.isnan(m.fall_upright_t[s])
         if pose is not None:
-            lying = np.where(np.isnan(pose), lying, pose == 1)
-        down_t = m.fall_down_t[s]
+            flat = np.where(np.isnan(pose), flat, pose == 1)
+        # Onset: someone up and moving a moment ago is now still in a lying posture.
         recent = t - m.fall_moving_t[s] <= cfg.moving_within_s
-        start = lying & np.isnan(down_t) & recent
-        m.fall_down_t[s] = np.where(lying, np.where(start, t, down_t), np.nan)
-        m.fall_down_f[s] = np.where(start, ctx.frame, m.fall_down_f[s])
-        held = lying & (t - m.fall_down_t[s] >= cfg.min_down_s - 1e-9)
+        cand = np.nonzero(~down & still & ~upright & recent)[0]
+        if len(cand):
+            ref = self._reference(s[cand])
+            grown = (w[cand] >= cfg.extent_growth * ref[:, 0]) | (
+                h[cand] >= cfg.extent_growth * ref[:, 1]
+            )
+            start = grown | flat[cand]
+            go = cand[start]
+            m.fall_down_t[s[go]] = t
+            m.fall_down_f[s[go]] = ctx.frame
+            m.fall_ref_wh[s[go]] = ref[start]
+            m.fall_cue[s[go]] = np.where(flat[go], 1, 2)
+            down[go] = True
+        # Staying down: still, and still lying (against the size before the fall).
+        ref = m.fall_ref_wh[s]
+        grown = (w >= cfg.extent_growth * ref[:, 0]) | (h >= cfg.extent_growth * ref[:, 1])
+        stays = down & still & ~upright & (grown | flat)
+        gone = down & ~stays
+        m.fall_down_t[s[gone]] = np.nan
+        held = stays & (t - m.fall_down_t[s] >= cfg.min_down_s - 1e-9)
         for i in np.nonzero(held)[0].tolist():
             slot = s[i]
             tid = int(ctx.p_ids[i])
+            cue = (
+                "pose"
+                if pose is not None and not np.isnan(pose[i])
+                else "wider_than_tall"
+                if flat[i]
+                else "grown"
+            )
             sits.observe(
                 (self.name, tid),
                 t,
@@ -101,14 +127,10 @@ class Fall(Rule):
                 start_frame=int(m.fall_down_f[slot]),
                 explain={
                     "down_s": float(t - m.fall_down_t[slot]),
+                    "cue": cue,
                     "box_w_h": [float(w[i]), float(h[i])],
-                    "walking_w_h": [float(x) for x in wh[i]],
+                    "before_w_h": [float(x) for x in m.fall_ref_wh[slot]],
                     "speed_heights_per_s": float(speed[i]),
-                    "cue": "pose"
-                    if pose is not None and not np.isnan(pose[i])
-                    else "flat"
-                    if flat[i]
-                    else "extent",
                     "lying_ratio": cfg.lying_ratio,
                     "extent_growth": cfg.extent_growth,
                     "still_speed": cfg.still_speed,

@@ -27,49 +27,90 @@ class Fight(Rule):
         # pair -> (first agitated time, its frame, last agitated time)
         self.pair_since: dict[tuple[int, int], tuple[float, int, float]] = {}
         self.group_of: dict[int, tuple[int, int]] = {}  # track id -> situation key
+        env.mem.alloc("fight_t", (), np.float64, np.nan)  # last time in a confirmed fight
+        # Per person, running means of the centre step and of how far each step strays from
+        # it (plus size steps), px per frame. A pair's agitation cannot much exceed the sum of
+        # its two people's, so calm people are skipped without reading their history.
+        env.mem.alloc("fight_step", (2,), np.float64, 0.0)
+        env.mem.alloc("fight_energy", (), np.float64, 0.0)
+        self.alpha = 1.0 / self.n
 
     def update(self, ctx: FrameContext, sits: Situations) -> None:
         cfg, mem = self.cfg, self.env.mem
         p = len(ctx.p_slots)
+        if p == 0:
+            self._forget(ctx.t, set())
+            return
+        b = ctx.p_boxes
+        prev, _ = mem.back(ctx.p_slots, 1)  # the box itself for a new track: no step
+        step = ((b[:, :2] + b[:, 2:]) - (prev[:, :2] + prev[:, 2:])) * 0.5
+        mean_step = mem.fight_step[ctx.p_slots]
+        dev = step - mean_step
+        e = (
+            np.hypot(dev[:, 0], dev[:, 1])
+            + (
+                np.abs((b[:, 2] - b[:, 0]) - (prev[:, 2] - prev[:, 0]))
+                + np.abs((b[:, 3] - b[:, 1]) - (prev[:, 3] - prev[:, 1]))
+            )
+            * 0.5
+        )
+        mem.fight_step[ctx.p_slots] = mean_step + self.alpha * dev
+        energy = mem.fight_energy[ctx.p_slots]
+        energy += self.alpha * (e - energy)
+        mem.fight_energy[ctx.p_slots] = energy
         if p < 2:
             self._forget(ctx.t, set())
             return
-        # Candidate pairs: centres closer than max_distance mean heights.
-        b = ctx.p_boxes
+        # Candidate pairs: centres closer than max_distance mean sizes, and not both calm.
         c = (b[:, :2] + b[:, 2:]) * 0.5
-        h = np.maximum(ctx.p_heights, 1.0)
+        # Person size: the box's longer side (the height of an upright person; still a
+        # body length from overhead, where boxes are wider than tall).
+        h = np.maximum(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]), 1.0)
         d = np.hypot(c[:, None, 0] - c[None, :, 0], c[:, None, 1] - c[None, :, 1])
         hm = (h[:, None] + h[None, :]) * 0.5
-        close = np.triu(d < cfg.max_distance * hm, 1)
+        big = h >= cfg.min_size_px
+        lively = (energy[:, None] + energy[None, :]) * self.env.fps >= 0.75 * cfg.min_agitation * hm
+        close = (d < cfg.max_distance * hm) & big[:, None] & big[None, :] & lively
         ii, jj = np.nonzero(close)
+        upper = ii < jj
+        ii, jj = ii[upper], jj[upper]
         if len(ii) == 0:
             self._forget(ctx.t, set())
             return
-        boxes, times = mem.window(ctx.p_slots, self.n)  # (P,n,4)
-        bi, bj = boxes[ii], boxes[jj]
+        members, inv = np.unique(np.concatenate([ii, jj]), return_inverse=True)
+        boxes, times = mem.window(ctx.p_slots[members], self.n)  # only the people in pairs
+        wi_, wj_ = inv[: len(ii)], inv[len(ii) :]
+        bi, bj = boxes[wi_], boxes[wj_]
         ci = (bi[..., :2] + bi[..., 2:]) * 0.5
         cj = (bj[..., :2] + bj[..., 2:]) * 0.5
         rel = ci - cj
-        dt = np.diff(times[ii], axis=1)
+        dt = np.diff(times[wi_], axis=1)
         scale = hm[ii, jj][:, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            d_rel = np.hypot(*np.moveaxis(np.diff(rel, axis=1), -1, 0))
-            wi, hi = bi[..., 2] - bi[..., 0], bi[..., 3] - bi[..., 1]
-            wj, hj = bj[..., 2] - bj[..., 0], bj[..., 3] - bj[..., 1]
-            d_size = (
-                np.abs(np.diff(wi, axis=1))
-                + np.abs(np.diff(hi, axis=1))
-                + np.abs(np.diff(wj, axis=1))
-                + np.abs(np.diff(hj, axis=1))
-            ) * 0.5
-            rate = (d_rel + d_size) / (dt * scale)
-            ok_n = np.sum(~np.isnan(rate), axis=1)
-            agit = np.nansum(rate, axis=1) / np.maximum(ok_n, 1)
-            mid = (ci + cj) * 0.5
-            span = times[ii, -1] - times[ii, 0]
-            common = np.hypot(*(mid[:, -1] - mid[:, 0]).T) / (span * scale[:, 0])
+        # Erratic relative motion: each step's deviation from the pair's mean relative step
+        # in the window (two people passing each other move steadily: no agitation).
+        steps = np.diff(rel, axis=1)
+        ok_steps = ~np.isnan(steps[..., 0])
+        mean_rel = (
+            np.where(ok_steps[..., None], steps, 0).sum(axis=1)
+            / np.maximum(ok_steps.sum(axis=1), 1)[:, None]
+        )
+        d_rel = np.hypot(*np.moveaxis(steps - mean_rel[:, None, :], -1, 0))
+        wi, hi = bi[..., 2] - bi[..., 0], bi[..., 3] - bi[..., 1]
+        wj, hj = bj[..., 2] - bj[..., 0], bj[..., 3] - bj[..., 1]
+        d_size = (
+            np.abs(np.diff(wi, axis=1))
+            + np.abs(np.diff(hi, axis=1))
+            + np.abs(np.diff(wj, axis=1))
+            + np.abs(np.diff(hj, axis=1))
+        ) * 0.5
+        rate = (d_rel + d_size) / (dt * scale)
+        ok_n = np.sum(~np.isnan(rate), axis=1)
+        agit = np.nansum(rate, axis=1) / np.maximum(ok_n, 1)
+        mid = (ci + cj) * 0.5
+        span = times[wi_, -1] - times[wi_, 0]
+        common = np.hypot(*(mid[:, -1] - mid[:, 0]).T) / (span * scale[:, 0])
         ok = (
-            (np.sum(~np.isnan(times[ii]) & ~np.isnan(times[jj]), axis=1) >= self.n)
+            (np.sum(~np.isnan(times[wi_]) & ~np.isnan(times[wj_]), axis=1) >= self.n)
             & (agit >= cfg.min_agitation)
             & (common <= cfg.max_pair_speed)
         )
@@ -87,6 +128,7 @@ class Fight(Rule):
             if key not in sits.open:
                 self.group_of = {t: g for t, g in self.group_of.items() if g in sits.open}
             self.group_of[pair[0]] = self.group_of[pair[1]] = key
+            mem.fight_t[ctx.p_slots[[i, j]]] = ctx.t
             sits.observe(
                 (self.name, key),
                 ctx.t,
@@ -99,9 +141,9 @@ class Fight(Rule):
                 start_time=since_t,
                 start_frame=since_f,
                 explain={
-                    "agitation_heights_per_s": float(agit[k]),
-                    "distance_heights": float(d[i, j] / hm[i, j]),
-                    "pair_speed_heights_per_s": float(common[k]),
+                    "agitation_sizes_per_s": float(agit[k]),
+                    "distance_sizes": float(d[i, j] / hm[i, j]),
+                    "pair_speed_sizes_per_s": float(common[k]),
                     "min_agitation": cfg.min_agitation,
                     "max_distance": cfg.max_distance,
                     "max_pair_speed": cfg.max_pair_speed,

@@ -10,7 +10,7 @@ from firmware.events.records import Severity
 from firmware.rules.base import FrameContext, Rule, RuleEnv
 from firmware.rules.config import LeftObjectRule
 from firmware.rules.situations import Situations
-from firmware.types import CARRIED_OBJECTS
+from firmware.types import BACKPACK, HANDBAG, SUITCASE
 
 
 class LeftObject(Rule):
@@ -20,54 +20,55 @@ class LeftObject(Rule):
     def __init__(self, cfg: LeftObjectRule, env: RuleEnv):
         super().__init__(cfg, env)
         m = env.mem
-        m.alloc("lo_anchor", (2,), np.float64, np.nan)
+        m.alloc("lo_anchor", (2,), np.float64, np.nan)  # where the object settled
         m.alloc("lo_still_t", (), np.float64, np.nan)
         m.alloc("lo_owner", (), np.int64, -1)
         m.alloc("lo_alone_t", (), np.float64, np.nan)
         m.alloc("lo_alone_f", (), np.int64, -1)
 
     def update(self, ctx: FrameContext, sits: Situations) -> None:
-        objs = np.nonzero(np.isin(ctx.classes, CARRIED_OBJECTS))[0]
+        cls = ctx.classes
+        objs = np.nonzero((cls == BACKPACK) | (cls == HANDBAG) | (cls == SUITCASE))[0]
         if len(objs) == 0:
             return
         cfg, m, t = self.cfg, self.env.mem, ctx.t
+        slots = ctx.slots[objs]
+        b = ctx.boxes[objs]
+        c = (b[:, :2] + b[:, 2:]) * 0.5
+        size = np.maximum(np.maximum(b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]), 1.0)
+        anchor = m.lo_anchor[slots]
+        moved = np.isnan(anchor[:, 0]) | (np.hypot(*(c - anchor).T) > cfg.max_motion * size)
+        # Distances to people in their heights: (K,P).
         pc = (ctx.p_boxes[:, :2] + ctx.p_boxes[:, 2:]) * 0.5
         ph = np.maximum(ctx.p_heights, 1.0)
-        person_index = {int(tid): i for i, tid in enumerate(ctx.p_ids.tolist())}
-        for k in objs.tolist():
-            slot = int(ctx.slots[k])
-            b = ctx.boxes[k]
-            c = np.array([(b[0] + b[2]) * 0.5, (b[1] + b[3]) * 0.5])
-            size = max(float(b[3] - b[1]), float(b[2] - b[0]), 1.0)
-            anchor = m.lo_anchor[slot]
-            moved = bool(np.isnan(anchor[0]) or np.hypot(*(c - anchor)) > cfg.max_motion * size)
-            if len(pc):
-                d = np.hypot(pc[:, 0] - c[0], pc[:, 1] - c[1]) / ph
-                near = int(np.argmin(d))
-                nearest, near_d = int(ctx.p_ids[near]), float(d[near])
-            else:
-                nearest, near_d = -1, np.inf
-            if moved:
-                m.lo_anchor[slot] = c
-                m.lo_still_t[slot] = t
-                # Carried (or just seen): the nearest person within reach is the owner.
-                m.lo_owner[slot] = nearest if near_d <= cfg.owner_distance else -1
-                m.lo_alone_t[slot] = np.nan
-            owner = int(m.lo_owner[slot])
-            oi = person_index.get(owner)
-            owner_d = float(np.hypot(*(pc[oi] - c)) / ph[oi]) if oi is not None else float("inf")
-            present = owner_d <= cfg.owner_distance
-            still_s = t - float(m.lo_still_t[slot])
-            if still_s < cfg.min_still_s or present:
-                m.lo_alone_t[slot] = np.nan
-                continue
-            if np.isnan(m.lo_alone_t[slot]):
-                m.lo_alone_t[slot] = t
-                m.lo_alone_f[slot] = ctx.frame
-            alone_s = t - float(m.lo_alone_t[slot])
-            if alone_s < cfg.min_alone_s - 1e-9:
-                continue
-            oid = int(ctx.ids[k])
+        d = np.hypot(c[:, None, 0] - pc[None, :, 0], c[:, None, 1] - pc[None, :, 1]) / ph
+        if d.shape[1]:
+            near = np.argmin(d, axis=1)
+            near_d = d[np.arange(len(objs)), near]
+            nearest = ctx.p_ids[near]
+        else:
+            near_d = np.full(len(objs), np.inf)
+            nearest = np.full(len(objs), -1)
+        # Carried (or just seen): the nearest person within reach is the owner.
+        m.lo_anchor[slots[moved]] = c[moved]
+        m.lo_still_t[slots[moved]] = t
+        m.lo_owner[slots] = np.where(
+            moved, np.where(near_d <= cfg.owner_distance, nearest, -1), m.lo_owner[slots]
+        )
+        owner = m.lo_owner[slots]
+        is_owner = ctx.p_ids[None, :] == owner[:, None]
+        seen = is_owner.any(axis=1)
+        owner_d = np.where(seen, np.where(is_owner, d, np.inf).min(axis=1, initial=np.inf), np.inf)
+        still = t - m.lo_still_t[slots] >= cfg.min_still_s
+        alone = still & (owner_d > cfg.owner_distance)
+        start = alone & np.isnan(m.lo_alone_t[slots])
+        m.lo_alone_t[slots] = np.where(alone, np.where(start, t, m.lo_alone_t[slots]), np.nan)
+        m.lo_alone_f[slots] = np.where(start, ctx.frame, m.lo_alone_f[slots])
+        fire = alone & (t - m.lo_alone_t[slots] >= cfg.min_alone_s - 1e-9)
+        for k in np.nonzero(fire)[0].tolist():
+            slot = slots[k]
+            oid = int(ctx.ids[objs[k]])
+            own = int(owner[k])
             sits.observe(
                 (self.name, oid),
                 t,
@@ -75,17 +76,17 @@ class LeftObject(Rule):
                 type="left_object",
                 rule=self.name,
                 severity=Severity.WARN,
-                track_ids=[oid] + ([owner] if owner >= 0 else []),
+                track_ids=[oid] + ([own] if own >= 0 else []),
                 grace_s=cfg.end_grace_s,
                 start_time=float(m.lo_alone_t[slot]),
                 start_frame=int(m.lo_alone_f[slot]),
                 explain={
-                    "object_class": int(ctx.classes[k]),
-                    "still_s": still_s,
-                    "unattended_s": alone_s,
-                    "owner_id": owner if owner >= 0 else None,
-                    "owner_distance_heights": None if oi is None else owner_d,
-                    "nearest_person_heights": None if nearest < 0 else near_d,
+                    "object_class": int(ctx.classes[objs[k]]),
+                    "still_s": float(t - m.lo_still_t[slot]),
+                    "unattended_s": float(t - m.lo_alone_t[slot]),
+                    "owner_id": own if own >= 0 else None,
+                    "owner_distance_heights": float(owner_d[k]) if seen[k] else None,
+                    "nearest_person_heights": float(near_d[k]) if np.isfinite(near_d[k]) else None,
                     "min_still_s": cfg.min_still_s,
                     "min_alone_s": cfg.min_alone_s,
                     "owner_distance": cfg.owner_distance,

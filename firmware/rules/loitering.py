@@ -27,7 +27,7 @@ class Loitering(Rule):
             return
         cfg = self.cfg
         zones = self.env.zones
-        dwell = zones.dwell(ctx.p_slots, ctx.t)[:, self.cols]
+        dwell = ctx.dwell()[:, self.cols]
         ii, jj = np.nonzero(dwell >= cfg.threshold_s)
         if len(ii) == 0:
             return

@@ -16,8 +16,11 @@ import numpy as np
 class TrackMemory:
     """Slots of per-track state plus a short ring buffer of past boxes and times."""
 
-    def __init__(self, history: int = 64, capacity: int = 64):
+    def __init__(self, history: int = 64, capacity: int = 64, height_window: int = 16):
         self.history = int(history)
+        # Running sum of box heights over the last ``height_window`` frames (the motion
+        # rules' speed window), kept on push so speeds need not read the whole window.
+        self.height_window = max(1, min(int(height_window), self.history - 1))
         self.capacity = int(capacity)
         self._slot_of: dict[int, int] = {}
         self._free: list[int] = list(range(self.capacity - 1, -1, -1))
@@ -31,6 +34,7 @@ class TrackMemory:
         self.hist_t = self.alloc("hist_t", (self.history,), np.float64, np.nan)
         self.hist_n = self.alloc("hist_n", (), np.int32, 0)
         self.ptr = self.alloc("ptr", (), np.int32, 0)
+        self.hsum = self.alloc("hsum", (), np.float64, 0.0)
 
     def alloc(self, name: str, tail: tuple[int, ...], dtype: Any, fill: Any) -> np.ndarray:
         """Register a per-slot array ``(capacity, *tail)`` filled with ``fill``; returns it."""
@@ -71,6 +75,10 @@ class TrackMemory:
     def push(self, slots: np.ndarray, boxes: np.ndarray, classes: np.ndarray, t: float) -> None:
         """Record this frame's boxes in the ring buffer."""
         p = (self.ptr[slots] + 1) % self.history
+        n = self.height_window
+        full = self.hist_n[slots] >= n
+        old = self.hist_box[slots, (p - n) % self.history]
+        self.hsum[slots] += (boxes[:, 3] - boxes[:, 1]) - np.where(full, old[:, 3] - old[:, 1], 0.0)
         self.hist_box[slots, p] = boxes
         self.hist_t[slots, p] = t
         self.ptr[slots] = p

@@ -7,10 +7,12 @@ from __future__ import annotations
 import numpy as np
 
 from firmware.events.records import Severity
-from firmware.rules.base import FrameContext, Rule, RuleEnv, speeds
+from firmware.rules.base import FrameContext, Rule, RuleEnv, inside_image
 from firmware.rules.config import GrabAndRunRule, RunningRule
 from firmware.rules.situations import Situations
 from firmware.rules.zones import exit_targets
+
+MOTION_WINDOW_S = 0.6  # speed window of the rules that only need a speed
 
 
 class Running(Rule):
@@ -29,11 +31,25 @@ class Running(Rule):
             return
         cfg, mem = self.cfg, self.env.mem
         s = ctx.p_slots
-        v, h = speeds(mem, s, self.n)
+        v, h = ctx.speeds(self.n)
         speed = np.hypot(v[:, 0], v[:, 1])
-        full = mem.hist_n[s] >= self.n  # a whole window seen: no start-up transients
-        fast = full & (speed >= cfg.min_speed) & (h >= cfg.min_height_px)
+        # A whole window seen (no start-up transients), and the person wholly in view.
+        first, _ = mem.back(s, self.n - 1)
+        full = (
+            (mem.hist_n[s] >= self.n)
+            & ctx.inside(self.env.frame_size)
+            & inside_image(first, self.env.frame_size)
+        )
+        # Someone in (or just out of) a fight is fleeing or chasing at a lower speed.
+        fighting = ctx.t - mem.fight_t[s] <= cfg.after_fight_s if hasattr(mem, "fight_t") else False
+        limit = np.where(fighting, cfg.after_fight_min_speed, cfg.min_speed)
+        fast = full & (speed >= limit) & (h >= cfg.min_height_px)
         since = mem.run_since[s]
+        if not fast.any():
+            if not np.isnan(since).all():
+                mem.run_since[s] = np.nan
+                mem.run_peak[s] = 0.0
+            return
         new = fast & np.isnan(since)
         mem.run_since[s] = np.where(fast, np.where(new, ctx.t, since), np.nan)
         mem.run_since_frame[s] = np.where(new, ctx.frame, mem.run_since_frame[s])
@@ -57,7 +73,8 @@ class Running(Rule):
                     "speed_heights_per_s": float(speed[i]),
                     "peak_speed_heights_per_s": float(mem.run_peak[slot]),
                     "person_height_px": float(h[i]),
-                    "min_speed": cfg.min_speed,
+                    "min_speed": float(limit[i]),
+                    "after_fight": bool(np.asarray(fighting)[i]) if np.ndim(fighting) else False,
                     "window_s": cfg.window_s,
                     "min_duration_s": cfg.min_duration_s,
                 },
@@ -72,7 +89,7 @@ class GrabAndRun(Rule):
         super().__init__(cfg, env)
         self.cols = env.zones.select(cfg.zones, None if cfg.zones else ("high_value",))
         self.exits = exit_targets(env.zones, env.lines, cfg.exits)
-        self.n = max(2, int(round(0.6 * env.fps)) + 1)
+        self.n = max(2, int(round(MOTION_WINDOW_S * env.fps)) + 1)
         env.mem.alloc("gr_left_t", (), np.float64, np.nan)  # last time at a HV zone, dwelt enough
         env.mem.alloc("gr_zone", (), np.int32, -1)
         env.mem.alloc("gr_dwell", (), np.float64, 0.0)
@@ -82,29 +99,34 @@ class GrabAndRun(Rule):
             return
         cfg, mem, zones = self.cfg, self.env.mem, self.env.zones
         s = ctx.p_slots
-        dwell = zones.dwell(s, ctx.t)[:, self.cols]
+        dwell = ctx.dwell()[:, self.cols]
         best = np.argmax(dwell, axis=1)
         bd = dwell[np.arange(len(s)), best]
         at_hv = bd >= cfg.min_dwell_s
         mem.gr_left_t[s] = np.where(at_hv, ctx.t, mem.gr_left_t[s])
         mem.gr_zone[s] = np.where(at_hv, self.cols[best], mem.gr_zone[s])
         mem.gr_dwell[s] = np.where(at_hv, bd, mem.gr_dwell[s])
-        in_any = mem.z_member[s][:, self.cols].any(axis=1)
+        in_any = ctx.member(self.cols).any(axis=1)
         recent = ~in_any & (ctx.t - mem.gr_left_t[s] <= cfg.window_s)
         if not recent.any():
             return
-        v, h = speeds(mem, s, self.n)
+        v, h = ctx.speeds(self.n)
         speed = np.hypot(v[:, 0], v[:, 1])
-        cand = recent & (speed >= cfg.min_speed) & (mem.hist_n[s] >= self.n)
-        for i in np.nonzero(cand)[0].tolist():
-            cos = None
-            if len(self.exits):
-                to_exit = self.exits - ctx.p_feet[i]
-                dist = np.hypot(to_exit[:, 0], to_exit[:, 1])
-                k = int(np.argmin(dist))
-                cos = float((to_exit[k] @ v[i]) / max(dist[k] * speed[i], 1e-9))
-                if cos < cfg.towards_cos:
-                    continue
+        cand = np.nonzero(recent & (speed >= cfg.min_speed) & (mem.hist_n[s] >= self.n))[0]
+        if len(cand) == 0:
+            return
+        cos = np.full(len(cand), np.nan)
+        if len(self.exits):
+            # Direction of the motion against the direction to the nearest exit.
+            to_exit = self.exits[None, :, :] - ctx.p_feet[cand, None, :]  # (C,K,2)
+            dist = np.hypot(to_exit[..., 0], to_exit[..., 1])
+            k = np.argmin(dist, axis=1)
+            rows = np.arange(len(cand))
+            nearest = to_exit[rows, k]
+            cos = (nearest * v[cand]).sum(axis=1) / np.maximum(dist[rows, k] * speed[cand], 1e-9)
+            keep = cos >= cfg.towards_cos
+            cand, cos = cand[keep], cos[keep]
+        for i, c in zip(cand.tolist(), cos.tolist(), strict=True):
             tid = int(ctx.p_ids[i])
             z = int(mem.gr_zone[s[i]])
             sits.observe(
@@ -121,7 +143,7 @@ class GrabAndRun(Rule):
                     "dwell_s": float(mem.gr_dwell[s[i]]),
                     "seconds_since_zone": float(ctx.t - mem.gr_left_t[s[i]]),
                     "speed_heights_per_s": float(speed[i]),
-                    "towards_exit_cos": cos,
+                    "towards_exit_cos": None if np.isnan(c) else c,
                     "min_dwell_s": cfg.min_dwell_s,
                     "window_s": cfg.window_s,
                     "min_speed": cfg.min_speed,

@@ -46,7 +46,7 @@ class Crowding(Rule):
         if len(self.cols) == 0:
             return
         cfg = self.cfg
-        member = self.env.mem.z_member[ctx.p_slots][:, self.cols]
+        member = ctx.member(self.cols)
         counts = member.sum(axis=0)
         for j in range(len(self.cols)):
             z = int(self.cols[j])
@@ -85,6 +85,28 @@ class Intrusion(Rule):
     def __init__(self, cfg: IntrusionRule, env: RuleEnv):
         super().__init__(cfg, env)
         self.cols = env.zones.select(cfg.zones, None)
+        self._minute: tuple[int, ...] | None = None
+        self._is_closed = False
+        self._second: int | None = None
+        self._now: datetime | None = None
+        self._now_text = ""
+
+    def _when(self, t: float) -> datetime:
+        """Local wall-clock time, looked up once per second of stream time."""
+        sec = int(t)
+        if sec != self._second or self._now is None:
+            self._second = sec
+            self._now = self.env.clock(t)
+            self._now_text = self._now.strftime("%Y-%m-%d %H:%M")
+        return self._now
+
+    def _closed(self, when: datetime) -> bool:
+        """store_closed, evaluated once per minute."""
+        minute = (when.year, when.month, when.day, when.hour, when.minute)
+        if minute != self._minute:
+            self._minute = minute
+            self._is_closed = store_closed(self.env.schedule, when)
+        return self._is_closed
 
     def update(self, ctx: FrameContext, sits: Situations) -> None:
         env = self.env
@@ -93,10 +115,10 @@ class Intrusion(Rule):
         cols = self.cols[env.zones.armed[self.cols]]
         if len(cols) == 0:
             return
-        when = env.clock(ctx.t)
-        if env.unit_armed is None and not store_closed(env.schedule, when):
+        when = self._when(ctx.t)
+        if env.unit_armed is None and not self._closed(when):
             return
-        dwell = env.zones.dwell(ctx.p_slots, ctx.t)[:, cols]
+        dwell = ctx.dwell()[:, cols]
         inside = dwell >= max(self.cfg.min_duration_s, 1e-9)
         for j in np.nonzero(inside.any(axis=0))[0].tolist():
             z = int(cols[j])
@@ -113,7 +135,7 @@ class Intrusion(Rule):
                 explain={
                     "people": int(inside[:, j].sum()),
                     "longest_s": float(dwell[:, j].max()),
-                    "local_time": when.strftime("%Y-%m-%d %H:%M"),
+                    "local_time": self._now_text,
                     "armed_by": "hub" if env.unit_armed else "schedule",
                     "open_time": env.schedule.open_time,
                     "close_time": env.schedule.close_time,
@@ -130,9 +152,23 @@ class Footfall(Rule):
         super().__init__(cfg, env)
         self.line_cols = env.lines.select(cfg.lines)
         self.zone_cols = env.zones.select(cfg.zones, None)
+        env.mem.alloc("ff_side", (len(self.line_cols),), np.float64, np.nan)
         self.period_start: float | None = None
         self.period_frame = 0
         self._reset()
+
+    def _crossings(self, ctx: FrameContext) -> np.ndarray:
+        """(P,L) +1 in, -1 out, 0 none since each person's previous frame. Only the side of
+        each line is kept per person; the exact segment test runs for side changes only."""
+        lines, m = self.env.lines, self.env.mem
+        side = lines.side(ctx.p_feet)[:, self.line_cols]
+        before = m.ff_side[ctx.p_slots]
+        m.ff_side[ctx.p_slots] = side
+        flipped = ((before < 0) & (side >= 0)) | ((before >= 0) & (side < 0))
+        if not flipped.any():
+            return np.zeros(side.shape, np.int8)
+        prev_box, _ = m.back(ctx.p_slots, 1)
+        return lines.crossings(foot_points(prev_box), ctx.p_feet)[:, self.line_cols]
 
     def _reset(self) -> None:
         nl, nz = len(self.line_cols), len(self.zone_cols)
@@ -150,8 +186,7 @@ class Footfall(Rule):
         if self.period_start is None:
             self.period_start, self.period_frame = t, ctx.frame
         if len(self.line_cols) and len(ctx.p_slots):
-            prev_box, _ = env.mem.back(ctx.p_slots, 1)
-            cross = env.lines.crossings(foot_points(prev_box), ctx.p_feet)[:, self.line_cols]
+            cross = self._crossings(ctx)
             self.counts[:, 0] += (cross > 0).sum(axis=0)
             self.counts[:, 1] += (cross < 0).sum(axis=0)
             if self.cfg.crossing_events:
@@ -168,11 +203,15 @@ class Footfall(Rule):
                         explain={"direction": "in" if cross[i, j] > 0 else "out"},
                     )
         if len(self.zone_cols):
-            member = env.mem.z_member[ctx.p_slots][:, self.zone_cols]
+            member = ctx.member(self.zone_cols)
             occ = member.sum(axis=0)
             self.occ_sum += occ
             self.occ_max = np.maximum(self.occ_max, occ)
-            ex = ctx.exited[:, self.zone_cols]
+            ex = (
+                ctx.exited
+                if len(self.zone_cols) == len(env.zones)
+                else ctx.exited[:, self.zone_cols]
+            )
             if ex.any():
                 self.visits += ex.sum(axis=0)
                 # Visit length: from the entry to the first frame outside.

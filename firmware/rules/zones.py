@@ -169,6 +169,8 @@ class LineSet:
         s0 = self.side(prev)
         s1 = self.side(cur)
         changed = (s0 < 0) & (s1 >= 0) | (s0 >= 0) & (s1 < 0)
+        if not changed.any():
+            return np.zeros(changed.shape, np.int8)
         # The move must also pass between A and B: A and B on opposite sides of the move.
         mv = cur - prev
         ra = self.a[None] - prev[:, None, :]
