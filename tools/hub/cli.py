@@ -199,14 +199,27 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0 if reply.get("ok") else 1
 
 
-def _acl(args: argparse.Namespace) -> int:
-    base = f"{args.prefix}/{args.site}/{args.unit}"
-    print(f"# unit {args.site}/{args.unit}: certificate CN = {args.site}.{args.unit}")
-    print(f"user {args.site}.{args.unit}")
+def acl_lines(prefix: str, site: str, unit: str) -> list[str]:
+    """The Mosquitto ACL block of one unit (user name = certificate CN ``<site>.<unit>``)."""
+    base = f"{prefix}/{site}/{unit}"
+    lines = [f"# unit {site}/{unit}", f"user {site}.{unit}"]
     for suffix in ("status", "birth", "events", "metrics", "reply", "config/state"):
-        print(f"topic write {base}/{suffix}")
-    print(f"topic read {base}/cmd/#")
-    print(f"topic read {base}/config/set")
+        lines.append(f"topic write {base}/{suffix}")
+    lines += [f"topic read {base}/cmd/#", f"topic read {base}/config/set"]
+    return lines
+
+
+def hub_acl_lines(prefix: str = "vigil", user: str = "hub") -> list[str]:
+    return [
+        f"user {user}",
+        f"topic read {prefix}/#",
+        f"topic write {prefix}/+/+/cmd/#",
+        f"topic write {prefix}/+/+/config/set",
+    ]
+
+
+def _acl(args: argparse.Namespace) -> int:
+    print("\n".join(acl_lines(args.prefix, args.site, args.unit)))
     return 0
 
 
