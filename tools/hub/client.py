@@ -85,6 +85,7 @@ class HubClient:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         self.client.max_inflight_messages_set(1000)
+        self.client.reconnect_delay_set(1, 2)  # back quickly after a broker restart
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self._subscribed = threading.Event()
