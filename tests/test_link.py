@@ -168,3 +168,22 @@ def test_outbox_full_drops_oldest_lowest_severity_never_alerts(tmp_path):
     again = Outbox(tmp_path / "o.sqlite", max_events=100)  # persistent, counts too
     assert again.depth() == 260 and again.dropped()["warn"] == 40
     again.close()
+
+
+def test_outbox_fsyncs_new_events_in_the_background(tmp_path, monkeypatch):
+    synced = []
+    real = Outbox.fsync
+    monkeypatch.setattr(Outbox, "fsync", lambda self: synced.append(self.depth()) or real(self))
+    box = Outbox(tmp_path / "o.sqlite", sync="interval", sync_interval_s=0.1)
+    import time
+
+    time.sleep(0.3)
+    assert synced == []  # nothing new, no fsync
+    box.put("e1", int(Severity.NOTICE), b"x")
+    deadline = time.monotonic() + 5
+    while not synced and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert synced and synced[0] == 1
+    box.close()
+    with pytest.raises(ValueError, match="interval"):
+        Outbox(tmp_path / "p.sqlite", sync="sometimes")

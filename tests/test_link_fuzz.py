@@ -70,7 +70,7 @@ def unit(tmp_path_factory):
     signer = Signer.generate(d / "hub.pem", d / "hub.pub.pem")
     control = UnitDouble()
     link = Link(
-        LinkConfig(mqtt=None, hub_public_key=str(d / "hub.pub.pem"), outbox_sync="normal"),
+        LinkConfig(mqtt=None, hub_public_key=str(d / "hub.pub.pem"), outbox_sync="interval"),
         site="s1",
         unit="u1",
         data_dir=d / "unit",

@@ -73,7 +73,10 @@ class Link:
             self.tls, self.host, self.port = parse_url(self.url)
         self.data_dir = Path(data_dir)
         self.outbox = Outbox(
-            self.data_dir / "link-outbox.sqlite", cfg.outbox_max_events, cfg.outbox_sync
+            self.data_dir / "link-outbox.sqlite",
+            cfg.outbox_max_events,
+            cfg.outbox_sync,
+            cfg.outbox_sync_interval_s,
         )
         self.session = self.outbox.next_session()
         self._birth = dict(birth)
