@@ -88,7 +88,8 @@ class Link:
         self._clean_stop = True
         self._thread: threading.Thread | None = None
         self._conn: _Connection | None = None
-        self._alert: list[str] = []
+        self._alert: list[str] = []  # reasons from the unit (set_alert)
+        self._outbox_full = False  # the link's own reason: events were dropped
         self._status_dirty = False
         self._birth_dirty = False
         self._loop_metrics: dict[str, Any] = {}
@@ -130,8 +131,13 @@ class Link:
         msg["msg_id"] = uuid.uuid4().hex
         msg["session"] = self.session
         dropped = self.outbox.put(msg["msg_id"], int(event.severity), cbor2.dumps(msg))
-        if dropped:
-            log.warning("link: outbox full, dropped %d older low-severity event(s)", len(dropped))
+        if dropped and not self._outbox_full:
+            log.warning(
+                "link: outbox full (%d events), dropping the oldest low-severity events",
+                self.outbox.max_events,
+            )
+            self._outbox_full = True
+            self._status_dirty = True
         self._wake.set()
 
     def publish_metrics(self, loop_metrics: dict[str, Any]) -> None:
@@ -354,11 +360,14 @@ class Link:
                 client.publish(self.topics.config_state, state, qos=1, retain=True)
         self._publish_status(client)
 
+    def _reasons(self) -> list[str]:
+        return sorted({*self._alert, *(["outbox_full"] if self._outbox_full else [])})
+
     def _publish_status(self, client: mqtt.Client) -> None:
-        state = "alert" if self._alert else "online"
+        reasons = self._reasons()
         client.publish(
             self.topics.status,
-            messages.status(state, self.session, self._alert),
+            messages.status("alert" if reasons else "online", self.session, reasons),
             qos=1,
             retain=True,
         )
@@ -383,6 +392,9 @@ class Link:
         rowids = [r for r in (conn.inflight.pop(m, None) for m in mids) if r is not None]
         self.outbox.remove(rowids)
         self.counters["published"] += len(rowids)
+        if self._outbox_full and self.outbox.depth() < 0.9 * self.outbox.max_events:
+            self._outbox_full = False  # drained below the bound again
+            self._status_dirty = True
 
     def _drop(self, conn: _Connection, abrupt: bool = False) -> None:
         if abrupt:
