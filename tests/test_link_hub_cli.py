@@ -99,3 +99,15 @@ def test_acl_block(capsys):
     out = capsys.readouterr().out
     assert "user s1.u1" in out and "topic write vigil/s1/u1/events" in out
     assert "topic read vigil/s1/u1/cmd/#" in out
+
+
+def test_every_cddl_rule_of_the_contract_compiles():
+    from tools.hub.contract import KIND_RULES, _schema, cddl_text, rule_names
+
+    names = rule_names(cddl_text())
+    assert set(KIND_RULES.values()) <= set(names)
+    from firmware.link.commands import ARGS
+
+    assert {f"args-{n.replace('/', '-')}" for n in ARGS} <= set(names)  # every command documented
+    for name in names:
+        _schema(name)  # raises if the CDDL does not parse
