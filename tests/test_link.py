@@ -216,3 +216,30 @@ def test_outbox_full_raises_an_alert_until_drained(tmp_path):
     finally:
         link.stop()
         broker.__exit__()
+
+
+def test_a_failing_outbox_never_stops_the_frame_loop(broker, tmp_path, monkeypatch):
+    import sqlite3
+
+    with HubClient(broker.url, site="s1", validate=False) as hub:
+        link = make_link(broker.url, tmp_path)
+        link.start()
+        try:
+            hub.wait_for(lambda _r: "online" in hub.statuses("u1"))
+            real_put = link.outbox.put
+
+            def disk_full(*a, **k):
+                raise sqlite3.OperationalError("database or disk is full")
+
+            monkeypatch.setattr(link.outbox, "put", disk_full)
+            link.publish_event(make_event(0))  # must not raise into the frame loop
+            link.publish_event(make_event(1))
+            hub.wait_for(lambda _r: hub.statuses("u1")[-1] == "alert")
+            assert hub.of("status")[-1].message["reasons"] == ["outbox_failed"]
+            assert link.counters["outbox_write_failed"] == 2
+            monkeypatch.setattr(link.outbox, "put", real_put)
+            link.publish_event(make_event(2))
+            hub.wait_for(lambda _r: hub.statuses("u1")[-1] == "online")
+            hub.wait_for(lambda _r: [e["frame"] for e in hub.events("u1")] == [2])
+        finally:
+            link.stop()

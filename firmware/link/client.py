@@ -14,6 +14,7 @@ import logging
 import queue
 import shutil
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -89,11 +90,17 @@ class Link:
         self._thread: threading.Thread | None = None
         self._conn: _Connection | None = None
         self._alert: list[str] = []  # reasons from the unit (set_alert)
-        self._outbox_full = False  # the link's own reason: events were dropped
+        self._outbox_full = False  # the link's own reasons: events were dropped...
+        self._outbox_failed = False  # ... or could not be stored
         self._status_dirty = False
         self._birth_dirty = False
         self._loop_metrics: dict[str, Any] = {}
-        self.counters: dict[str, int] = {"published": 0, "connects": 0, "connect_failures": 0}
+        self.counters: dict[str, int] = {
+            "published": 0,
+            "connects": 0,
+            "connect_failures": 0,
+            "outbox_write_failed": 0,
+        }
         self.state = "stopped"
         self._commands = None
         if control is not None:
@@ -130,7 +137,19 @@ class Link:
         msg = event.to_dict()
         msg["msg_id"] = uuid.uuid4().hex
         msg["session"] = self.session
-        dropped = self.outbox.put(msg["msg_id"], int(event.severity), cbor2.dumps(msg))
+        try:
+            dropped = self.outbox.put(msg["msg_id"], int(event.severity), cbor2.dumps(msg))
+        except sqlite3.Error as e:  # disk full or broken: the frame loop must go on
+            self.counters["outbox_write_failed"] += 1
+            if not self._outbox_failed:
+                log.error("link: cannot store events in the outbox (%s); they are lost", e)
+                self._outbox_failed = True
+                self._status_dirty = True
+                self._wake.set()
+            return
+        if self._outbox_failed:
+            self._outbox_failed = False
+            self._status_dirty = True
         if dropped and not self._outbox_full:
             log.warning(
                 "link: outbox full (%d events), dropping the oldest low-severity events",
@@ -255,7 +274,13 @@ class Link:
             else:
                 conn.client.loop_start()
                 self._conn = conn
-                problem = self._session(conn)
+                try:
+                    problem = self._session(conn)
+                except Exception as e:  # never let the link thread die (disk errors...)
+                    log.exception("link: unexpected error, reconnecting")
+                    problem = f"{type(e).__name__}: {e}"
+                    with contextlib.suppress(Exception):
+                        self._drop(conn, abrupt=True)
                 if problem is None:  # a clean stop
                     return
             if conn is not None and conn.connected.is_set():
@@ -361,7 +386,8 @@ class Link:
         self._publish_status(client)
 
     def _reasons(self) -> list[str]:
-        return sorted({*self._alert, *(["outbox_full"] if self._outbox_full else [])})
+        own = ["outbox_full"] * self._outbox_full + ["outbox_failed"] * self._outbox_failed
+        return sorted({*self._alert, *own})
 
     def _publish_status(self, client: mqtt.Client) -> None:
         reasons = self._reasons()
