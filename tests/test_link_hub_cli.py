@@ -111,3 +111,18 @@ def test_every_cddl_rule_of_the_contract_compiles():
     assert {f"args-{n.replace('/', '-')}" for n in ARGS} <= set(names)  # every command documented
     for name in names:
         _schema(name)  # raises if the CDDL does not parse
+
+
+def test_stream_check_spots_duplicates_and_gaps():
+    from tools.hub.client import Received
+
+    def ev(seq: int, msg_id: str, session: int = 1) -> Received:
+        m = {"msg_id": msg_id, "seq": seq, "session": session}
+        return Received("vigil/s1/u1/events", "events", "s1", "u1", b"", m, False)
+
+    check = cli.StreamCheck()
+    assert check.note(ev(0, "a")) is None
+    assert check.note(ev(1, "b")) is None
+    assert "duplicate" in check.note(ev(1, "b"))
+    assert "GAP: 2 event(s)" in check.note(ev(4, "e"))
+    assert check.note(ev(0, "z", session=2)) is None  # a new session starts from 0

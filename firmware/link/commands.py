@@ -90,6 +90,7 @@ class CommandProcessor:
                 log.error("link: %s; every command will be refused", self.key_problem)
         else:
             self.key_problem = "no hub public key configured ([link] hub_public_key)"
+            log.warning("link: %s; every hub command will be refused", self.key_problem)
         self.last_config_hash: str | None = None
 
     def names(self) -> list[str]:
