@@ -120,6 +120,11 @@ class CommandProcessor:
             self._count(r.code)
             log.info("link: refused command %s (%s): %s", name, r.code, r.message)
             return self._reply(request_id_of(payload), name, _error(r))
+        except Exception as e:  # e.g. the counter store failed: still one clear reply
+            self._count("failed")
+            log.exception("link: checking command %s failed", name)
+            err = {"code": "failed", "message": f"{type(e).__name__}: {e}"}
+            return self._reply(request_id_of(payload), name, err)
         try:
             result = self._run(name, args)
         except Refused as r:
