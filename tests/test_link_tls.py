@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -152,3 +153,47 @@ def test_no_client_certificate_no_connection(tls_rig):
         refused = str(e)
     assert not [reason for reason in connected if not reason.is_failure], "connected without a cert"
     assert refused, "the broker neither refused nor accepted the connection"
+
+
+def test_the_documented_broker_config_and_acl_work(tmp_path):
+    """docs/mosquitto/: the example TLS config and ACL, with test certificates swapped in."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "mosquitto"
+    ca = TestCA(tmp_path / "pki")
+    server = ca.server()
+    hub_cert = ca.client("hub")
+    u1 = ca.client("demo-site.unit-01")
+    swap = {
+        "/etc/mosquitto/certs/ca.pem": str(ca.ca_file),
+        "/etc/mosquitto/certs/broker.crt": str(server.cert),
+        "/etc/mosquitto/certs/broker.key": str(server.key),
+        "/etc/mosquitto/vigil.acl": str(docs / "acl.example"),
+    }
+    conf = []
+    for line in (docs / "mosquitto-tls.conf").read_text().splitlines():
+        if line.startswith(("listener", "persistence")):
+            continue  # the test broker has its own loopback listener and temp folder
+        for old, new in swap.items():
+            line = line.replace(old, new)
+        conf.append(line)
+    with MosquittoBroker(extra_conf="\n".join(conf)) as broker:
+        url = f"mqtts://127.0.0.1:{broker.port}"
+        with HubClient(
+            url,
+            site="demo-site",
+            ca=str(ca.ca_file),
+            cert=str(hub_cert.cert),
+            key=str(hub_cert.key),
+            validate=False,
+        ) as hub:
+            c = _raw_client(broker.port, ca, u1)
+            c.connect("127.0.0.1", broker.port)
+            c.loop_start()
+            try:
+                c.publish("vigil/demo-site/unit-02/events", b"forged", qos=1).wait_for_publish(5)
+                c.publish("vigil/demo-site/unit-01/events", b"mine", qos=1).wait_for_publish(5)
+                hub.wait_for(lambda _r: hub.of("events", "unit-01"))
+                time.sleep(0.3)
+                assert not hub.of("events", "unit-02")
+            finally:
+                c.loop_stop()
+                c.disconnect()
