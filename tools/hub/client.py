@@ -65,9 +65,15 @@ class HubClient:
         self.on_received = on_message
         self.validator = None
         if validate:
-            from tools.hub.contract import Validator
+            try:
+                from tools.hub.contract import Validator
 
-            self.validator = Validator()
+                self.validator = Validator()
+            except ImportError as e:
+                raise RuntimeError(
+                    f"cannot check messages against the CDDL ({e}): install the eval extra "
+                    "(pip install -e '.[eval]') or pass validate=False / --no-validate"
+                ) from None
         self.received: list[Received] = []
         self._cond = threading.Condition()
         self.client = mqtt.Client(
