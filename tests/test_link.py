@@ -3,6 +3,8 @@ online, the Will, and a broker that is not there at start."""
 
 from __future__ import annotations
 
+import time
+
 import cbor2
 import pytest
 
@@ -168,3 +170,76 @@ def test_outbox_full_drops_oldest_lowest_severity_never_alerts(tmp_path):
     again = Outbox(tmp_path / "o.sqlite", max_events=100)  # persistent, counts too
     assert again.depth() == 260 and again.dropped()["warn"] == 40
     again.close()
+
+
+def test_outbox_fsyncs_new_events_in_the_background(tmp_path, monkeypatch):
+    synced = []
+    real = Outbox.fsync
+    monkeypatch.setattr(Outbox, "fsync", lambda self: synced.append(self.depth()) or real(self))
+    box = Outbox(tmp_path / "o.sqlite", sync="interval", sync_interval_s=0.1)
+    time.sleep(0.3)
+    assert synced == []  # nothing new, no fsync
+    box.put("e1", int(Severity.NOTICE), b"x")
+    deadline = time.monotonic() + 5
+    while not synced and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert synced and synced[0] == 1
+    box.close()
+    with pytest.raises(ValueError, match="interval"):
+        Outbox(tmp_path / "p.sqlite", sync="sometimes")
+
+
+def test_outbox_full_raises_an_alert_until_drained(tmp_path):
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto not installed")
+    port = free_port()
+    url = f"mqtt://127.0.0.1:{port}"
+    broker = MosquittoBroker(port=port, persistence=True)
+    broker.start()  # the hub's persistent session exists before the unit connects
+    HubClient(url, site="s1", validate=False, client_id="hub", persistent=True).connect().close()
+    broker.stop()
+    link = make_link(url, tmp_path, outbox_max_events=100)
+    link.start()
+    try:
+        for i in range(130):
+            link.publish_event(make_event(i, Severity.INFO if i % 2 else Severity.ALERT))
+        assert link.outbox.depth() == 100 and link.outbox.dropped() == {"info": 30}
+        broker.start()
+        with HubClient(url, site="s1", validate=False, client_id="hub", persistent=True) as hub:
+            hub.wait_for(lambda _r: len(hub.events("u1")) >= 100, timeout=15)
+            hub.wait_for(lambda _r: hub.statuses("u1")[-1:] == ["online"])
+            alerts = [r.message for r in hub.of("status") if r.message["state"] == "alert"]
+            assert alerts and alerts[0]["reasons"] == ["outbox_full"]
+            frames = [e["frame"] for e in hub.events("u1")]
+            assert set(range(0, 130, 2)) <= set(frames)  # no alert-severity event dropped
+            assert frames == sorted(frames) and len(frames) == 100
+    finally:
+        link.stop()
+        broker.__exit__()
+
+
+def test_a_failing_outbox_never_stops_the_frame_loop(broker, tmp_path, monkeypatch):
+    import sqlite3
+
+    with HubClient(broker.url, site="s1", validate=False) as hub:
+        link = make_link(broker.url, tmp_path)
+        link.start()
+        try:
+            hub.wait_for(lambda _r: "online" in hub.statuses("u1"))
+            real_put = link.outbox.put
+
+            def disk_full(*a, **k):
+                raise sqlite3.OperationalError("database or disk is full")
+
+            monkeypatch.setattr(link.outbox, "put", disk_full)
+            link.publish_event(make_event(0))  # must not raise into the frame loop
+            link.publish_event(make_event(1))
+            hub.wait_for(lambda _r: hub.statuses("u1")[-1] == "alert")
+            assert hub.of("status")[-1].message["reasons"] == ["outbox_failed"]
+            assert link.counters["outbox_write_failed"] == 2
+            monkeypatch.setattr(link.outbox, "put", real_put)
+            link.publish_event(make_event(2))
+            hub.wait_for(lambda _r: hub.statuses("u1")[-1] == "online")
+            hub.wait_for(lambda _r: [e["frame"] for e in hub.events("u1")] == [2])
+        finally:
+            link.stop()

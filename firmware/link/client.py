@@ -14,6 +14,7 @@ import logging
 import queue
 import shutil
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -73,7 +74,10 @@ class Link:
             self.tls, self.host, self.port = parse_url(self.url)
         self.data_dir = Path(data_dir)
         self.outbox = Outbox(
-            self.data_dir / "link-outbox.sqlite", cfg.outbox_max_events, cfg.outbox_sync
+            self.data_dir / "link-outbox.sqlite",
+            cfg.outbox_max_events,
+            cfg.outbox_sync,
+            cfg.outbox_sync_interval_s,
         )
         self.session = self.outbox.next_session()
         self._birth = dict(birth)
@@ -85,11 +89,18 @@ class Link:
         self._clean_stop = True
         self._thread: threading.Thread | None = None
         self._conn: _Connection | None = None
-        self._alert: list[str] = []
+        self._alert: list[str] = []  # reasons from the unit (set_alert)
+        self._outbox_full = False  # the link's own reasons: events were dropped...
+        self._outbox_failed = False  # ... or could not be stored
         self._status_dirty = False
         self._birth_dirty = False
         self._loop_metrics: dict[str, Any] = {}
-        self.counters: dict[str, int] = {"published": 0, "connects": 0, "connect_failures": 0}
+        self.counters: dict[str, int] = {
+            "published": 0,
+            "connects": 0,
+            "connect_failures": 0,
+            "outbox_write_failed": 0,
+        }
         self.state = "stopped"
         self._commands = None
         if control is not None:
@@ -126,9 +137,26 @@ class Link:
         msg = event.to_dict()
         msg["msg_id"] = uuid.uuid4().hex
         msg["session"] = self.session
-        dropped = self.outbox.put(msg["msg_id"], int(event.severity), cbor2.dumps(msg))
-        if dropped:
-            log.warning("link: outbox full, dropped %d older low-severity event(s)", len(dropped))
+        try:
+            dropped = self.outbox.put(msg["msg_id"], int(event.severity), cbor2.dumps(msg))
+        except sqlite3.Error as e:  # disk full or broken: the frame loop must go on
+            self.counters["outbox_write_failed"] += 1
+            if not self._outbox_failed:
+                log.error("link: cannot store events in the outbox (%s); they are lost", e)
+                self._outbox_failed = True
+                self._status_dirty = True
+                self._wake.set()
+            return
+        if self._outbox_failed:
+            self._outbox_failed = False
+            self._status_dirty = True
+        if dropped and not self._outbox_full:
+            log.warning(
+                "link: outbox full (%d events), dropping the oldest low-severity events",
+                self.outbox.max_events,
+            )
+            self._outbox_full = True
+            self._status_dirty = True
         self._wake.set()
 
     def publish_metrics(self, loop_metrics: dict[str, Any]) -> None:
@@ -246,7 +274,13 @@ class Link:
             else:
                 conn.client.loop_start()
                 self._conn = conn
-                problem = self._session(conn)
+                try:
+                    problem = self._session(conn)
+                except Exception as e:  # never let the link thread die (disk errors...)
+                    log.exception("link: unexpected error, reconnecting")
+                    problem = f"{type(e).__name__}: {e}"
+                    with contextlib.suppress(Exception):
+                        self._drop(conn, abrupt=True)
                 if problem is None:  # a clean stop
                     return
             if conn is not None and conn.connected.is_set():
@@ -351,11 +385,15 @@ class Link:
                 client.publish(self.topics.config_state, state, qos=1, retain=True)
         self._publish_status(client)
 
+    def _reasons(self) -> list[str]:
+        own = ["outbox_full"] * self._outbox_full + ["outbox_failed"] * self._outbox_failed
+        return sorted({*self._alert, *own})
+
     def _publish_status(self, client: mqtt.Client) -> None:
-        state = "alert" if self._alert else "online"
+        reasons = self._reasons()
         client.publish(
             self.topics.status,
-            messages.status(state, self.session, self._alert),
+            messages.status("alert" if reasons else "online", self.session, reasons),
             qos=1,
             retain=True,
         )
@@ -380,6 +418,9 @@ class Link:
         rowids = [r for r in (conn.inflight.pop(m, None) for m in mids) if r is not None]
         self.outbox.remove(rowids)
         self.counters["published"] += len(rowids)
+        if self._outbox_full and self.outbox.depth() < 0.9 * self.outbox.max_events:
+            self._outbox_full = False  # drained below the bound again
+            self._status_dirty = True
 
     def _drop(self, conn: _Connection, abrupt: bool = False) -> None:
         if abrupt:

@@ -90,6 +90,7 @@ class CommandProcessor:
                 log.error("link: %s; every command will be refused", self.key_problem)
         else:
             self.key_problem = "no hub public key configured ([link] hub_public_key)"
+            log.warning("link: %s; every hub command will be refused", self.key_problem)
         self.last_config_hash: str | None = None
 
     def names(self) -> list[str]:
@@ -119,6 +120,11 @@ class CommandProcessor:
             self._count(r.code)
             log.info("link: refused command %s (%s): %s", name, r.code, r.message)
             return self._reply(request_id_of(payload), name, _error(r))
+        except Exception as e:  # e.g. the counter store failed: still one clear reply
+            self._count("failed")
+            log.exception("link: checking command %s failed", name)
+            err = {"code": "failed", "message": f"{type(e).__name__}: {e}"}
+            return self._reply(request_id_of(payload), name, err)
         try:
             result = self._run(name, args)
         except Refused as r:
@@ -186,8 +192,8 @@ class CommandProcessor:
         if extra:
             raise Refused("malformed", f"unknown key(s) in body {sorted(map(str, extra))[:5]}")
         rid, ts, ctr, args = cmd.get("id"), cmd.get("ts"), cmd.get("ctr"), cmd.get("args", {})
-        if not isinstance(rid, str) or not 1 <= len(rid) <= 64:
-            raise Refused("malformed", "id must be a text string of 1..64 characters")
+        if not _request_id_ok(rid):
+            raise Refused("malformed", "id must be a text string of 1..64 bytes (UTF-8)")
         if not _is_num(ts) or not math.isfinite(ts):
             raise Refused("malformed", "ts must be a finite number (Unix seconds)")
         if not isinstance(ctr, int) or isinstance(ctr, bool) or not 0 <= ctr <= MAX_COUNTER:
@@ -291,7 +297,11 @@ def request_id_of(payload: bytes) -> str | None:
         rid = cmd["id"]
     except Exception:
         return None
-    return rid if isinstance(rid, str) and 1 <= len(rid) <= 64 else None
+    return rid if _request_id_ok(rid) else None
+
+
+def _request_id_ok(rid: Any) -> bool:
+    return isinstance(rid, str) and 1 <= len(rid.encode("utf-8", "replace")) <= 64
 
 
 def _check_args(name: str, args: dict) -> dict:

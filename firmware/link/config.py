@@ -53,9 +53,13 @@ class LinkConfig(Section):
         100_000,
         description="Events kept on disk while the broker is unreachable; when full the oldest lowest-severity events are dropped (counted); alerts are never dropped",
     )
-    outbox_sync: Literal["full", "normal"] = Field(
-        "full",
-        description="SQLite synchronous mode of the outbox: 'full' survives power loss, 'normal' only a crash of the process (faster on slow SD cards)",
+    outbox_sync: Literal["interval", "full"] = Field(
+        "interval",
+        description="'interval': events are committed at once (a crash loses nothing) and fsynced in the background every outbox_sync_interval_s (a power cut loses at most that); 'full': fsync per event before publish_event returns (power-safe, but the frame loop waits on the disk)",
+    )
+    outbox_sync_interval_s: Annotated[float, Field(ge=0.05, le=10)] = Field(
+        1.0,
+        description="Longest time an event stays in the outbox without fsync, with outbox_sync 'interval'",
     )
     max_inflight: Annotated[int, Field(ge=1, le=1000)] = Field(
         200, description="Events published and not yet acknowledged by the broker at once"

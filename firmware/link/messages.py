@@ -19,6 +19,7 @@ ALERT_REASONS = (
     "tpu_missing",
     "disk_full",
     "outbox_full",
+    "outbox_failed",
     "overheating",
 )
 

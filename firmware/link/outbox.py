@@ -1,6 +1,12 @@
 """On-disk outbox of events (SQLite, WAL): an event is stored before it is published and
 leaves only when the broker acknowledged it, so neither a network blink nor a crash loses it.
 
+Durability: with ``sync="full"`` every event is fsynced before ``put`` returns (power-safe,
+but an fsync per event stalls the caller: milliseconds, far more on a busy SD card). The
+default ``"interval"`` commits without fsync (a crash of the process loses nothing, SQLite
+WAL) and a background thread fsyncs the WAL within ``sync_interval_s`` of new events, so a
+power cut loses at most that last interval and the frame loop never waits on the disk.
+
 Bounded: when full, the oldest event of the lowest severity below ALERT is dropped and
 counted; alerts are never dropped (the outbox may then exceed its bound). The same file keeps
 the link's small persistent state (session number, command counter, drop counts).
@@ -8,6 +14,7 @@ the link's small persistent state (session number, command counter, drop counts)
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -29,7 +36,15 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 class Outbox:
     """Thread-safe FIFO of encoded events in one SQLite file (``<data_dir>/link-outbox.sqlite``)."""
 
-    def __init__(self, path: Path, max_events: int = 100_000, sync: str = "full"):
+    def __init__(
+        self,
+        path: Path,
+        max_events: int = 100_000,
+        sync: str = "interval",
+        sync_interval_s: float = 1.0,
+    ):
+        if sync not in ("full", "interval"):
+            raise ValueError(f"outbox sync must be 'full' or 'interval', not {sync!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_events = max_events
@@ -39,6 +54,34 @@ class Outbox:
         self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
         self._depth = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._dirty = threading.Event()
+        self._closing = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self.sync_interval_s = sync_interval_s
+        if sync == "interval":
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="vigil-outbox-sync", daemon=True
+            )
+            self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while not self._closing.is_set():
+            self._dirty.wait()
+            self._closing.wait(self.sync_interval_s)  # gather a second's events per fsync
+            self._dirty.clear()
+            self.fsync()
+
+    def fsync(self) -> None:
+        """Make every committed event durable (fsync of the WAL file, off the caller's path)."""
+        for suffix in ("-wal", ""):
+            try:
+                fd = os.open(f"{self.path}{suffix}", os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -67,6 +110,7 @@ class Outbox:
                 )
                 self._depth += cur.rowcount
                 cur.execute("COMMIT")
+                self._dirty.set()
             except BaseException:
                 cur.execute("ROLLBACK")
                 self._depth = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
@@ -147,5 +191,10 @@ class Outbox:
             return True
 
     def close(self) -> None:
+        self._closing.set()
+        self._dirty.set()
+        if self._flusher is not None:
+            self._flusher.join(5)
         with self._lock:
             self._db.close()
+        self.fsync()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,9 @@ class MosquittoBroker:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true" if "require_certificate" not in extra_conf else "",
+            # Started as root (CI), mosquitto would switch to the `mosquitto` user and then fail
+            # to read our temp files (ACL, certificates, log, persistence): stay as we are.
+            "user root" if os.geteuid() == 0 else "",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {self.dir}/",
             f"log_dest file {self.dir / 'mosquitto.log'}",

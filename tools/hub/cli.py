@@ -145,11 +145,38 @@ def _clock(t: Any) -> str:
     return dt.datetime.fromtimestamp(t).strftime("%H:%M:%S")
 
 
+class StreamCheck:
+    """Spots duplicates (by msg_id) and gaps (per unit and session, by seq) as events arrive."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.last: dict[tuple[str, str, int], int] = {}
+
+    def note(self, r: Received) -> str | None:
+        m = r.message
+        if r.kind != "events" or not isinstance(m, dict):
+            return None
+        if m.get("msg_id") in self.ids:
+            return "duplicate (already received; ignore)"
+        self.ids.add(m.get("msg_id"))
+        key = (r.site, r.unit, m.get("session"))
+        seq = m.get("seq")
+        if not isinstance(seq, int):
+            return None
+        last = self.last.get(key)
+        self.last[key] = seq if last is None else max(last, seq)
+        if last is not None and seq > last + 1:
+            return f"GAP: {seq - last - 1} event(s) missing before seq {seq} (see metrics outbox.dropped)"
+        return None
+
+
 def _watch(args: argparse.Namespace) -> int:
     done = threading.Event()
     seen = [0]
+    check = StreamCheck()
 
     def show(r: Received) -> None:
+        note = check.note(r)
         if args.json:
             print(
                 json.dumps(
@@ -158,7 +185,7 @@ def _watch(args: argparse.Namespace) -> int:
                 flush=True,
             )
         else:
-            print(describe(r), flush=True)
+            print(describe(r) + (f"  <- {note}" if note else ""), flush=True)
         seen[0] += 1
         if args.count and seen[0] >= args.count:
             done.set()
@@ -199,14 +226,27 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0 if reply.get("ok") else 1
 
 
-def _acl(args: argparse.Namespace) -> int:
-    base = f"{args.prefix}/{args.site}/{args.unit}"
-    print(f"# unit {args.site}/{args.unit}: certificate CN = {args.site}.{args.unit}")
-    print(f"user {args.site}.{args.unit}")
+def acl_lines(prefix: str, site: str, unit: str) -> list[str]:
+    """The Mosquitto ACL block of one unit (user name = certificate CN ``<site>.<unit>``)."""
+    base = f"{prefix}/{site}/{unit}"
+    lines = [f"# unit {site}/{unit}", f"user {site}.{unit}"]
     for suffix in ("status", "birth", "events", "metrics", "reply", "config/state"):
-        print(f"topic write {base}/{suffix}")
-    print(f"topic read {base}/cmd/#")
-    print(f"topic read {base}/config/set")
+        lines.append(f"topic write {base}/{suffix}")
+    lines += [f"topic read {base}/cmd/#", f"topic read {base}/config/set"]
+    return lines
+
+
+def hub_acl_lines(prefix: str = "vigil", user: str = "hub") -> list[str]:
+    return [
+        f"user {user}",
+        f"topic read {prefix}/#",
+        f"topic write {prefix}/+/+/cmd/#",
+        f"topic write {prefix}/+/+/config/set",
+    ]
+
+
+def _acl(args: argparse.Namespace) -> int:
+    print("\n".join(acl_lines(args.prefix, args.site, args.unit)))
     return 0
 
 

@@ -65,9 +65,15 @@ class HubClient:
         self.on_received = on_message
         self.validator = None
         if validate:
-            from tools.hub.contract import Validator
+            try:
+                from tools.hub.contract import Validator
 
-            self.validator = Validator()
+                self.validator = Validator()
+            except ImportError as e:
+                raise RuntimeError(
+                    f"cannot check messages against the CDDL ({e}): install the eval extra "
+                    "(pip install -e '.[eval]') or pass validate=False / --no-validate"
+                ) from None
         self.received: list[Received] = []
         self._cond = threading.Condition()
         self.client = mqtt.Client(
@@ -85,6 +91,7 @@ class HubClient:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         self.client.max_inflight_messages_set(1000)
+        self.client.reconnect_delay_set(1, 2)  # back quickly after a broker restart
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self._subscribed = threading.Event()
