@@ -85,8 +85,8 @@ class TrackerConfig(Section):
         description="For this long after losing a track it is matched like a tracked one (also to low-score detections); later it needs refind_iou",
     )
     report_lost_s: Annotated[float, Field(ge=0, le=60)] = Field(
-        0.0,
-        description="Lost tracks are reported (state LOST, predicted box) for this long after their last detection; 0 reports only tracks matched in the frame",
+        0.5,
+        description="Lost tracks are also reported (state LOST, matched false, predicted box) for this long after their last detection, so masks and rules ride over a missed or skipped frame; 0 reports only tracks matched in the frame",
     )
     max_tracks: Annotated[int, Field(ge=1, le=10000)] = Field(
         500, description="Hard cap on live tracks; the oldest lost ones are dropped first"
