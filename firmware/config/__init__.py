@@ -5,10 +5,22 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from firmware.config.schema import VigilConfig
+if TYPE_CHECKING:
+    from firmware.config.schema import VigilConfig
+
+
+def __getattr__(name: str) -> Any:
+    # The schema is imported on first use, not with the package: each stage's config module
+    # imports firmware.config.base, and the schema imports those modules in turn.
+    if name == "VigilConfig":
+        from firmware.config.schema import VigilConfig
+
+        return VigilConfig
+    raise AttributeError(name)
 
 
 class ConfigError(ValueError):
@@ -48,6 +60,8 @@ def _loc(loc: tuple) -> str:
 
 def validate(data: dict, source: str = "<config>") -> VigilConfig:
     """Validate a parsed config; raises ConfigError listing every problem with its key."""
+    from firmware.config.schema import VigilConfig
+
     try:
         return VigilConfig.model_validate(data)
     except ValidationError as e:
@@ -84,6 +98,8 @@ def load(path: str | Path) -> LoadedConfig:
 
 
 def default() -> LoadedConfig:
+    from firmware.config.schema import VigilConfig
+
     return LoadedConfig(VigilConfig(), None, "")
 
 
