@@ -106,19 +106,14 @@ def test_status_output_test_and_mute_over_mqtt(unit, capsys):
     assert deter.is_muted(deter._last_now or 0.0)
 
 
-def test_selftest_over_mqtt_or_a_clear_refusal(unit, capsys):
+def test_selftest_over_mqtt_reports_every_check(unit, capsys):
     broker, tmp_path, _ = unit
     code = vigil_diag(diag(broker, tmp_path, "--json", "selftest", "--no-outputs"))
     out = json.loads(capsys.readouterr().out)
-    if "cmd" in ARGS["diagnostics"]:  # the link carries diagnostics sub-commands
-        assert code == 1 and [c["name"] for c in out["checks"]][:3] == [
-            "frames",
-            "model",
-            "edgetpu",
-        ]
-    else:
-        assert code == 1 and out["ok"] is False
-        assert "takes no diagnostics sub-commands" in out["error"] and "--serial" in out["hint"]
+    assert "cmd" in ARGS["diagnostics"]  # the link carries diagnostics sub-commands
+    # no frames in this fixture (no loop runs), so the self-test fails, reporting every check
+    assert code == 1 and [c["name"] for c in out["checks"]][:3] == ["frames", "model", "edgetpu"]
+    assert all({"name", "ok", "hint"} <= set(c) for c in out["checks"])
 
 
 def test_refusals_over_mqtt_say_why(unit, capsys):

@@ -71,7 +71,7 @@ class UnitDouble:
         self.calls.append(("mute", minutes))
         return {"until": time.time() + minutes * 60}
 
-    def diagnostics(self) -> dict:
+    def diagnostics(self, cmd: str = "status", args: dict | None = None) -> dict:
         return {"fps": 14.9, "snapshot": b"\xff\xd8 jpeg bytes", "temps": [51.2]}
 
     def rebirth(self) -> dict:

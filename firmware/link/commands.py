@@ -61,7 +61,7 @@ ARGS: dict[str, dict[str, tuple]] = {
         "seconds": (_Num, False, lambda v: 0 < v <= 30 or "must be > 0 and <= 30"),
     },
     "mute": {"minutes": (_Num, True, lambda v: 0 <= v <= 1440 or "must be 0..1440")},
-    "diagnostics": {},
+    "diagnostics": {"cmd": (str, False, None), "args": (dict, False, None)},
     "rebirth": {},
     "retention_purge": {
         "older_than_days": (_Num, False, lambda v: 0 <= v <= 3650 or "must be 0..3650")
@@ -233,7 +233,7 @@ class CommandProcessor:
         if name == "mute":
             return c.mute(float(args["minutes"]))
         if name == "diagnostics":
-            return c.diagnostics()
+            return c.diagnostics(args.get("cmd", "status"), args.get("args"))
         if name == "rebirth":
             fields = c.rebirth() or {}
             self.link.update_birth(**fields)

@@ -37,9 +37,11 @@ class UnitControl(Protocol):
         """Silence the deterrents for ``minutes`` (0 lifts the mute); events still flow.
         Returns at least ``{"until": unix_time}``."""
 
-    def diagnostics(self) -> dict[str, Any]:
-        """A snapshot for a field engineer: fps, stage times, camera, model, temperatures,
-        storage, last errors. Plain values only, never images."""
+    def diagnostics(
+        self, cmd: str = "status", args: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A `vigil-diag` command (status, selftest, bench, logs, zones, outputs, ...) for a
+        field engineer: plain values only, never images (a snapshot is refused)."""
 
     def rebirth(self) -> dict[str, Any]:
         """The birth fields as they are now (firmware, models, config_hash, capabilities);
