@@ -70,8 +70,8 @@ class Event:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
         d = dict(d)
-        d.pop("v", None)
-        d.pop("severity_name", None)
+        for wire_only in ("v", "severity_name", "msg_id", "session"):  # added by to_dict / the link
+            d.pop(wire_only, None)
         d["phase"] = EventPhase(d["phase"])
         d["severity"] = Severity(d["severity"])
         return cls(**d)
