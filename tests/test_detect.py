@@ -200,3 +200,28 @@ def test_config_section_lives_here_and_validates():
         DetectorConfig(tiles=(0, 2))
     with pytest.raises(ValueError):
         DetectorConfig(unknown_key=1)
+
+
+def test_edgetpu_build_listed_but_no_delegate_falls_back(tmp_path, caplog):
+    d = _copy_models(tmp_path)
+    manifest = d / "manifest.toml"
+    text = manifest.read_text()
+    head = f"[models.{DEFAULT}]\n"
+    manifest.write_text(text.replace(head, head + 'edgetpu_sha256 = "' + "0" * 64 + '"\n', 1))
+    with caplog.at_level(logging.WARNING, logger="firmware.detect"):
+        det = load_detector(DetectorConfig(edgetpu=True, threads=1), models_dir=d)
+    assert det.backend == "cpu"
+    assert any("delegate" in r.getMessage() for r in caplog.records)
+
+
+def test_model_build_needs_the_conversion_venv(capsys):
+    pytest.importorskip("numpy")
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        from tools.models.build import main
+
+        assert main([]) == 2
+        assert "conversion venv" in capsys.readouterr().err
+    else:  # pragma: no cover - only inside the conversion venv
+        pytest.skip("tensorflow present: this is the conversion venv")

@@ -69,8 +69,11 @@ def _try_edgetpu(spec: ModelSpec, models_dir: Path, threads: int) -> LoadedModel
         log.warning("Edge TPU: no Edge TPU build of %s in the manifest; using the CPU", spec.name)
         return None
     try:
+        import ctypes
+
         from ai_edge_litert.interpreter import load_delegate
 
+        ctypes.CDLL(EDGETPU_LIBRARY)  # absent library: fail here (LiteRT's own failure is noisy)
         delegate = load_delegate(EDGETPU_LIBRARY)
     except (ValueError, OSError, RuntimeError) as e:
         log.warning("Edge TPU: delegate %s not available (%s); using the CPU", EDGETPU_LIBRARY, e)

@@ -40,6 +40,22 @@ def coco128_ground_truth(root: Path) -> tuple[Path, dict]:
     return images, gt
 
 
+def yolo_ground_truth(split: Path) -> tuple[Path, dict]:
+    """(images folder, COCO GT dict) for a YOLO split whose every class is a person
+    (``train/cctv-clinic/valid``: a validation split, never used for calibration)."""
+    import cv2
+
+    gt = _empty_gt()
+    for f in sorted((split / "images").glob("*.jpg")):
+        h, w = cv2.imread(str(f)).shape[:2]
+        gt["images"].append({"id": f.stem, "width": w, "height": h})
+        label = split / "labels" / f"{f.stem}.txt"
+        if label.exists() and label.stat().st_size:
+            for _c, cx, cy, bw, bh in np.loadtxt(label, ndmin=2)[:, :5]:
+                _add_box(gt, f.stem, (cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h)
+    return split / "images", gt
+
+
 def caviar_ground_truth(inria: Path) -> tuple[Path, dict]:
     """(frames folder, COCO GT dict) for the CAVIAR INRIA frames; image ids ``Seq/0236``."""
     frames = inria / "frames"
@@ -259,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m tools.eval.detect", description=__doc__.splitlines()[0]
     )
-    p.add_argument("--dataset", choices=["coco128", "caviar"], required=True)
+    p.add_argument("--dataset", choices=["coco128", "caviar", "cctv-clinic-valid"], required=True)
     p.add_argument(
         "--data", type=Path, default=None, help="evaluation data root (default $VIGIL_EVAL_DATA)"
     )
@@ -292,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or eval_data_dir()
     if args.dataset == "coco128":
         images, gt = coco128_ground_truth(data / "coco128")
+    elif args.dataset == "cctv-clinic-valid":
+        images, gt = yolo_ground_truth(data / "train" / "cctv-clinic" / "valid")
     else:
         images, gt = caviar_ground_truth(data / "caviar" / "inria")
     if args.face:

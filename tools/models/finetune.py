@@ -150,9 +150,13 @@ def collect(graph_def, items, seed: int = 0, neg_keep: float = 0.05):
     return {s: tuple(np.concatenate(a) for a in v) for s, v in per.items()}
 
 
+MIN_IOU = 0.5  # a cell whose own box overlaps its person less than this is a negative
+
+
 def fit_level(x, t, w, w0, b0, l2=1e-2, steps=300, lr=0.005):
     """Quality focal loss (beta 2) by full-batch Adam from the COCO weights, with an L2 pull
     back to them so the detector stays a COCO person detector elsewhere."""
+    t = np.where(t >= MIN_IOU, t, 0).astype(np.float32)
     params = np.concatenate([w0, [b0]]).astype(np.float32)
     start = params.copy()
     xa = np.concatenate([x, np.ones((len(x), 1), np.float32)], 1)
