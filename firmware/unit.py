@@ -234,7 +234,7 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         cfg,
         config_path=loaded.path,
         deterrents=stages.deterrents,
-        live=reader.live,
+        live=True,  # fed by this running loop (not the standalone console)
         detector_factory=lambda: load_detector(cfg.detector, models_dir=opts.models_dir),
     )
     stages.probe.source = reader.name
