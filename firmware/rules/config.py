@@ -270,15 +270,25 @@ class FootfallRule(Section):
 
 
 class RulesConfig(Section):
-    loitering: LoiteringRule = Field(default_factory=LoiteringRule)
-    grab_and_run: GrabAndRunRule = Field(default_factory=GrabAndRunRule)
-    running: RunningRule = Field(default_factory=RunningRule)
-    fight: FightRule = Field(default_factory=FightRule)
-    fall: FallRule = Field(default_factory=FallRule)
-    left_object: LeftObjectRule = Field(default_factory=LeftObjectRule)
-    crowding: CrowdingRule = Field(default_factory=CrowdingRule)
-    intrusion: IntrusionRule = Field(default_factory=IntrusionRule)
-    footfall: FootfallRule = Field(default_factory=FootfallRule)
+    """One section per rule; an unknown rule name is an error."""
+
+    loitering: LoiteringRule = Field(
+        default_factory=LoiteringRule, description=LoiteringRule.__doc__
+    )
+    grab_and_run: GrabAndRunRule = Field(
+        default_factory=GrabAndRunRule, description=GrabAndRunRule.__doc__
+    )
+    running: RunningRule = Field(default_factory=RunningRule, description=RunningRule.__doc__)
+    fight: FightRule = Field(default_factory=FightRule, description=FightRule.__doc__)
+    fall: FallRule = Field(default_factory=FallRule, description=FallRule.__doc__)
+    left_object: LeftObjectRule = Field(
+        default_factory=LeftObjectRule, description=LeftObjectRule.__doc__
+    )
+    crowding: CrowdingRule = Field(default_factory=CrowdingRule, description=CrowdingRule.__doc__)
+    intrusion: IntrusionRule = Field(
+        default_factory=IntrusionRule, description=IntrusionRule.__doc__
+    )
+    footfall: FootfallRule = Field(default_factory=FootfallRule, description=FootfallRule.__doc__)
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
