@@ -144,3 +144,17 @@ def test_pose_keypoints_decide_the_posture_when_present():
     kp[2, :, 2] = 0.0  # not seen
     out = torso_lying(kp)
     assert out[0] == 0.0 and out[1] == 1.0 and np.isnan(out[2])
+
+
+def test_a_three_person_brawl_is_one_event():
+    a, b, ha, hb, wa, wb = brawl(4.0, seed=7)
+    c, _, hc, _, wc, _ = brawl(4.0, seed=8)
+    c = c + [30, 40]  # a third person joining from the side
+    people = [
+        Actor(1, a, height=ha, width=wa),
+        Actor(2, b, height=hb, width=wb),
+        Actor(3, c, height=hc, width=wc),
+    ]
+    events = of_type(run(RuleEngine(validate({}), SIZE, FPS), people, FPS), "fight")
+    assert len({e.event_id for e in events}) == 1
+    assert events[-1].phase == EventPhase.END and events[-1].track_ids == [1, 2, 3]

@@ -62,21 +62,38 @@ class Fight(Rule):
             self._forget(ctx.t, set())
             return
         # Candidate pairs: centres closer than max_distance mean sizes, and not both calm.
-        c = (b[:, :2] + b[:, 2:]) * 0.5
         # Person size: the box's longer side (the height of an upright person; still a
         # body length from overhead, where boxes are wider than tall).
         h = np.maximum(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]), 1.0)
-        d = np.hypot(c[:, None, 0] - c[None, :, 0], c[:, None, 1] - c[None, :, 1])
-        hm = (h[:, None] + h[None, :]) * 0.5
         big = h >= cfg.min_size_px
-        lively = (energy[:, None] + energy[None, :]) * self.env.fps >= 0.75 * cfg.min_agitation * hm
-        close = (d < cfg.max_distance * hm) & big[:, None] & big[None, :] & lively
-        ii, jj = np.nonzero(close)
-        upper = ii < jj
-        ii, jj = ii[upper], jj[upper]
+        # A pair passes the energy test only if one of its two people does on their own.
+        bar = 0.75 * cfg.min_agitation / self.env.fps
+        rows = np.nonzero(big & (energy >= 0.5 * bar * h))[0]
+        if len(rows) == 0:
+            self._forget(ctx.t, set())
+            return
+        c = (b[:, :2] + b[:, 2:]) * 0.5
+        cr = c[rows]
+        d = np.hypot(cr[:, None, 0] - c[None, :, 0], cr[:, None, 1] - c[None, :, 1])  # (R,P)
+        hm = (h[rows, None] + h[None, :]) * 0.5
+        close = (
+            (d < cfg.max_distance * hm)
+            & big[None, :]
+            & (energy[rows, None] + energy[None, :] >= bar * hm)
+        )
+        close[np.arange(len(rows)), rows] = False
+        ri, jj = np.nonzero(close)
+        ii = rows[ri]
+        # Each pair once, as (smaller index, larger index).
+        ii, jj = np.minimum(ii, jj), np.maximum(ii, jj)
+        if len(ii) > 1:
+            key = np.unique(ii * p + jj)
+            ii, jj = key // p, key % p
         if len(ii) == 0:
             self._forget(ctx.t, set())
             return
+        pair_d = np.hypot(*(c[ii] - c[jj]).T)
+        pair_hm = (h[ii] + h[jj]) * 0.5
         members, inv = np.unique(np.concatenate([ii, jj]), return_inverse=True)
         boxes, times = mem.window(ctx.p_slots[members], self.n)  # only the people in pairs
         wi_, wj_ = inv[: len(ii)], inv[len(ii) :]
@@ -85,7 +102,7 @@ class Fight(Rule):
         cj = (bj[..., :2] + bj[..., 2:]) * 0.5
         rel = ci - cj
         dt = np.diff(times[wi_], axis=1)
-        scale = hm[ii, jj][:, None]
+        scale = pair_hm[:, None]
         # Erratic relative motion: each step's deviation from the pair's mean relative step
         # in the window (two people passing each other move steadily: no agitation).
         steps = np.diff(rel, axis=1)
@@ -124,9 +141,14 @@ class Fight(Rule):
             self.pair_since[pair] = (since_t, since_f, ctx.t)
             if ctx.t - since_t < cfg.min_duration_s - 1e-9:
                 continue
-            key = self.group_of.get(pair[0]) or self.group_of.get(pair[1]) or pair
-            if key not in sits.open:
-                self.group_of = {t: g for t, g in self.group_of.items() if g in sits.open}
+            # People already in an open fight join it: one event per brawl, not per pair.
+            key = self.group_of.get(pair[0]) or self.group_of.get(pair[1])
+            if key is None or (self.name, key) not in sits.open:
+                key = pair
+            if len(self.group_of) > 256:
+                self.group_of = {
+                    t: g for t, g in self.group_of.items() if (self.name, g) in sits.open
+                }
             self.group_of[pair[0]] = self.group_of[pair[1]] = key
             mem.fight_t[ctx.p_slots[[i, j]]] = ctx.t
             sits.observe(
@@ -142,7 +164,7 @@ class Fight(Rule):
                 start_frame=since_f,
                 explain={
                     "agitation_sizes_per_s": float(agit[k]),
-                    "distance_sizes": float(d[i, j] / hm[i, j]),
+                    "distance_sizes": float(pair_d[k] / pair_hm[k]),
                     "pair_speed_sizes_per_s": float(common[k]),
                     "min_agitation": cfg.min_agitation,
                     "max_distance": cfg.max_distance,

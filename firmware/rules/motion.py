@@ -103,6 +103,8 @@ class GrabAndRun(Rule):
         best = np.argmax(dwell, axis=1)
         bd = dwell[np.arange(len(s)), best]
         at_hv = bd >= cfg.min_dwell_s
+        if not at_hv.any() and np.isnan(mem.gr_left_t[s]).all():
+            return  # nobody has dwelt at a high-value zone
         mem.gr_left_t[s] = np.where(at_hv, ctx.t, mem.gr_left_t[s])
         mem.gr_zone[s] = np.where(at_hv, self.cols[best], mem.gr_zone[s])
         mem.gr_dwell[s] = np.where(at_hv, bd, mem.gr_dwell[s])
