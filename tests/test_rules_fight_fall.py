@@ -158,3 +158,34 @@ def test_a_three_person_brawl_is_one_event():
     events = of_type(run(RuleEngine(validate({}), SIZE, FPS), people, FPS), "fight")
     assert len({e.event_id for e in events}) == 1
     assert events[-1].phase == EventPhase.END and events[-1].track_ids == [1, 2, 3]
+
+
+def flailing_arms(feet: np.ndarray, seed: int, amplitude: float) -> np.ndarray:
+    """Keypoints for a standing person whose wrists move about (amplitude px per frame)."""
+    rng = np.random.default_rng(seed)
+    n = len(feet)
+    kp = np.zeros((n, 17, 3), np.float32)
+    kp[:, :, 0] = feet[:, None, 0]
+    kp[:, :, 1] = feet[:, None, 1] - 60
+    kp[:, :, 2] = 0.9
+    kp[:, [9, 10], :2] += rng.uniform(-amplitude, amplitude, (n, 2, 2))
+    return kp
+
+
+@pytest.mark.parametrize(("amplitude", "fires"), [(30.0, True), (2.0, False)])
+def test_fight_uses_wrist_motion_when_the_detector_gives_keypoints(amplitude, fires):
+    # Boxes barely move (two people trading blows from where they stand).
+    n = int(5 * FPS)
+    fa = still((600, 500), 5, FPS) + jitter(n, 0.5, 11)
+    fb = still((660, 500), 5, FPS) + jitter(n, 0.5, 12)
+    with_pose = [
+        Actor(1, fa, height=H, width=40, keypoints=flailing_arms(fa, 1, amplitude)),
+        Actor(2, fb, height=H, width=40, keypoints=flailing_arms(fb, 2, amplitude)),
+    ]
+    events = of_type(run(RuleEngine(validate({}), SIZE, FPS), with_pose, FPS), "fight")
+    assert bool(events) is fires
+    if fires:
+        assert events[0].explain["arms_sizes_per_s"] >= 2.0
+    # The same boxes without keypoints are calm.
+    boxes_only = [Actor(1, fa, height=H, width=40), Actor(2, fb, height=H, width=40)]
+    assert of_type(run(RuleEngine(validate({}), SIZE, FPS), boxes_only, FPS), "fight") == []

@@ -2,9 +2,11 @@
 relative to each other (pushing, hitting, grappling), while the pair as a whole does not
 travel (people walking or running side by side are not fighting).
 
-Box features: over a short window, the mean absolute frame-to-frame change of the vector
-between the two people and of both boxes' sizes, in person heights per second. With pose
-keypoints the wrists' motion relative to the pair is added.
+Box features: over a short window, how far each frame-to-frame step of the vector between
+the two people strays from its mean (steady approach or passing is not agitation), plus the
+steps of both boxes' sizes, in person sizes per second. With pose keypoints, the pair's
+mean wrist motion relative to their own boxes is added (punches and grabs move the arms
+more than the boxes).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from firmware.events.records import Severity
 from firmware.rules.base import FrameContext, Rule, RuleEnv
 from firmware.rules.config import FightRule
 from firmware.rules.situations import Situations
+
+_WRISTS = [9, 10]  # COCO keypoints
+_MIN_KP_SCORE = 0.3
 
 
 class Fight(Rule):
@@ -33,6 +38,10 @@ class Fight(Rule):
         # its two people's, so calm people are skipped without reading their history.
         env.mem.alloc("fight_step", (2,), np.float64, 0.0)
         env.mem.alloc("fight_energy", (), np.float64, 0.0)
+        # With keypoints: wrists relative to the box centre last frame, and a running mean of
+        # their step (px per frame).
+        env.mem.alloc("fight_wrist", (2, 2), np.float64, np.nan)
+        env.mem.alloc("fight_arm", (), np.float64, 0.0)
         self.alpha = 1.0 / self.n
 
     def update(self, ctx: FrameContext, sits: Situations) -> None:
@@ -58,6 +67,8 @@ class Fight(Rule):
         energy = mem.fight_energy[ctx.p_slots]
         energy += self.alpha * (e - energy)
         mem.fight_energy[ctx.p_slots] = energy
+        arm = self._arms(ctx) if ctx.keypoints is not None else mem.fight_arm[ctx.p_slots]
+        energy = energy + arm
         if p < 2:
             self._forget(ctx.t, set())
             return
@@ -122,7 +133,8 @@ class Fight(Rule):
         ) * 0.5
         rate = (d_rel + d_size) / (dt * scale)
         ok_n = np.sum(~np.isnan(rate), axis=1)
-        agit = np.nansum(rate, axis=1) / np.maximum(ok_n, 1)
+        arm_rate = (arm[ii] + arm[jj]) * 0.5 * self.env.fps / pair_hm
+        agit = np.nansum(rate, axis=1) / np.maximum(ok_n, 1) + arm_rate
         mid = (ci + cj) * 0.5
         span = times[wi_, -1] - times[wi_, 0]
         common = np.hypot(*(mid[:, -1] - mid[:, 0]).T) / (span * scale[:, 0])
@@ -164,6 +176,7 @@ class Fight(Rule):
                 start_frame=since_f,
                 explain={
                     "agitation_sizes_per_s": float(agit[k]),
+                    "arms_sizes_per_s": float(arm_rate[k]),
                     "distance_sizes": float(pair_d[k] / pair_hm[k]),
                     "pair_speed_sizes_per_s": float(common[k]),
                     "min_agitation": cfg.min_agitation,
@@ -173,6 +186,25 @@ class Fight(Rule):
                 },
             )
         self._forget(ctx.t, active)
+
+    def _arms(self, ctx: FrameContext) -> np.ndarray:
+        """Update and return each person's running mean wrist step (px per frame), wrists
+        taken relative to their box centre so walking does not count."""
+        mem, s = self.env.mem, ctx.p_slots
+        kp = np.asarray(ctx.keypoints)[ctx.people][:, _WRISTS]  # (P,2,3)
+        b = ctx.p_boxes
+        centre = (b[:, :2] + b[:, 2:]) * 0.5
+        seen_now = kp[..., 2] >= _MIN_KP_SCORE
+        rel = np.where(seen_now[..., None], kp[..., :2] - centre[:, None, :], np.nan)
+        last = mem.fight_wrist[s]
+        step = np.hypot(rel[..., 0] - last[..., 0], rel[..., 1] - last[..., 1])  # (P,2)
+        ok = ~np.isnan(step)
+        mean_step = np.where(ok, step, 0.0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1)
+        arm = mem.fight_arm[s]
+        arm = np.where(ok.any(axis=1), arm + self.alpha * (mean_step - arm), arm)
+        mem.fight_arm[s] = arm
+        mem.fight_wrist[s] = rel
+        return arm
 
     def _forget(self, t: float, active: set[tuple[int, int]]) -> None:
         """Drop pairs whose agitation stopped for longer than a short dip."""
