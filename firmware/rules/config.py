@@ -131,7 +131,7 @@ class FightRule(Section):
     )
     min_agitation: HeightsPerSecond = Field(
         2.0,
-        description="Mean absolute frame-to-frame change of the pair's relative position and box sizes, in person sizes per second, above which the motion counts as violent (two people talking or walking together stay well under 1.5)",
+        description="How erratically the pair moves: mean deviation of the frame-to-frame steps of their relative position from its mean, plus their box size steps (and with keypoints their wrist motion), in person sizes per second, above which the motion counts as violent (people talking, passing or walking together stay under 1.5)",
     )
     max_pair_speed: HeightsPerSecond = Field(
         1.2,
