@@ -41,8 +41,13 @@ class LoiteringRule(Section):
     threshold_s: PosSeconds = Field(
         30.0, description="Seconds in a zone before the rule fires (severity 'notice')"
     )
-    warn_s: PosSeconds = Field(60.0, description="Seconds in the zone for severity 'warn'")
-    alert_s: PosSeconds = Field(120.0, description="Seconds in the zone for severity 'alert'")
+    warn_s: PosSeconds | None = Field(
+        None, description="Seconds in the zone for severity 'warn'; default: twice threshold_s"
+    )
+    alert_s: PosSeconds | None = Field(
+        None,
+        description="Seconds in the zone for severity 'alert'; default: four times threshold_s",
+    )
     return_window_s: NonNegSeconds = Field(
         300.0,
         description="A person who comes back to the same zone within this time keeps the time already spent there (repeated returns count); 0 = every visit starts at zero",
@@ -55,6 +60,10 @@ class LoiteringRule(Section):
 
     @model_validator(mode="after")
     def _stages_ordered(self) -> LoiteringRule:
+        if self.warn_s is None:
+            self.warn_s = max(2 * self.threshold_s, self.threshold_s)
+        if self.alert_s is None:
+            self.alert_s = max(4 * self.threshold_s, self.warn_s)
         if not (self.threshold_s <= self.warn_s <= self.alert_s):
             raise ValueError(
                 f"stages must not decrease: threshold_s ({self.threshold_s}) <= warn_s ({self.warn_s}) <= alert_s ({self.alert_s})"
