@@ -227,6 +227,10 @@ class LeftObjectRule(Section):
     min_alone_s: PosSeconds = Field(
         3.0, description="Seconds the object must stay unattended before the rule fires"
     )
+    require_owner: bool = Field(
+        True,
+        description="Only objects seen with a person (carried, or a person within owner_distance when first seen) count; a bag that was always alone (stock on a shelf, a fixture mistaken for a bag) is ignored",
+    )
     end_grace_s: NonNegSeconds = Field(
         2.0, description="The situation ends once the object was picked up or gone this long"
     )

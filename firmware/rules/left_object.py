@@ -64,6 +64,8 @@ class LeftObject(Rule):
         seen = is_owner.any(axis=1)
         owner_d = np.where(seen, np.where(is_owner, d, np.inf).min(axis=1, initial=np.inf), np.inf)
         alone = still & (owner_d > cfg.owner_distance)
+        if cfg.require_owner:
+            alone &= owner >= 0
         start = alone & np.isnan(m.lo_alone_t[slots])
         m.lo_alone_t[slots] = np.where(alone, np.where(start, t, m.lo_alone_t[slots]), np.nan)
         m.lo_alone_f[slots] = np.where(start, ctx.frame, m.lo_alone_f[slots])
