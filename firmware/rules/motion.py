@@ -15,6 +15,16 @@ from firmware.rules.zones import exit_targets
 MOTION_WINDOW_S = 0.6  # speed window of the rules that only need a speed
 
 
+def _steady(mem, slots: np.ndarray, n: int) -> np.ndarray:
+    """False where one frame's step makes up most of the window's displacement: a jump of
+    the box (a track passing to another person, a detector glitch), not a run."""
+    boxes, _ = mem.window(slots, n)
+    c = (boxes[..., :2] + boxes[..., 2:]) * 0.5
+    steps = np.hypot(*np.moveaxis(np.diff(c, axis=1), -1, 0))  # (S,n-1)
+    total = np.hypot(*(c[:, -1] - c[:, 0]).T)
+    return np.nanmax(steps, axis=1) <= 0.5 * total
+
+
 class Running(Rule):
     name = "running"
     cfg: RunningRule
@@ -44,6 +54,8 @@ class Running(Rule):
         fighting = ctx.t - mem.fight_t[s] <= cfg.after_fight_s if hasattr(mem, "fight_t") else False
         limit = np.where(fighting, cfg.after_fight_min_speed, cfg.min_speed)
         fast = full & (speed >= limit) & (h >= cfg.min_height_px)
+        if fast.any():
+            fast[fast] = _steady(mem, s[fast], self.n)
         since = mem.run_since[s]
         if not fast.any():
             if not np.isnan(since).all():
