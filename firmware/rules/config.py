@@ -171,8 +171,8 @@ class FallRule(Section):
 
     enabled: bool = Field(True, description="Run this rule")
     lying_ratio: Annotated[float, Field(gt=0, le=10)] = Field(
-        1.0,
-        description="A box at least this much wider than tall (width/height) counts as lying, if the person was seen upright before",
+        1.2,
+        description="A box at least this much wider than tall (width/height) counts as lying, if the person was seen upright before (someone bending over a low shelf stays under about 1.1)",
     )
     upright_ratio: Annotated[float, Field(gt=0, le=10)] = Field(
         1.4,
