@@ -117,12 +117,15 @@ def test_fall_overhead_view_fires_on_a_longer_still_silhouette():
     assert events[0].explain["cue"] == "grown"
 
 
-@pytest.mark.parametrize("crouch", [False, True])
-def test_standing_still_or_crouching_is_not_a_fall(crouch):
+@pytest.mark.parametrize(
+    ("h_stay", "w_stay"),
+    [(H, 36.0), (65.0, 45.0), (70.0, 78.0), (H, 75.0)],
+    ids=["standing", "crouching", "bending", "reaching"],
+)
+def test_standing_crouching_bending_or_reaching_is_not_a_fall(h_stay, w_stay):
     walk = path([(100, 500), (500, 500)], 1.0 * H, FPS)
     stay = still((500, 500), 8.0, FPS)
     n_w, n_s = len(walk), len(stay)
-    h_stay, w_stay = (65.0, 45.0) if crouch else (H, 36.0)
     a = Actor(
         5,
         concat(walk, stay),
