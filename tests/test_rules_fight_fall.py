@@ -56,7 +56,7 @@ def test_fight_fires_once_for_the_pair_after_a_second_of_agitation():
     # The agitation window fills within a second of the start; then it must hold 1 s.
     assert n_pre <= start.start_frame <= n_pre + FPS
     assert start.frame == pytest.approx(start.start_frame + FPS, abs=1)
-    assert start.explain["agitation_sizes_per_s"] >= 2.0
+    assert start.explain["agitation_sizes_per_s"] >= 1.3  # min_agitation
 
 
 def jitter(n: int, px: float, seed: int) -> np.ndarray:
@@ -188,7 +188,7 @@ def test_fight_uses_wrist_motion_when_the_detector_gives_keypoints(amplitude, fi
     events = of_type(run(RuleEngine(validate({}), SIZE, FPS), with_pose, FPS), "fight")
     assert bool(events) is fires
     if fires:
-        assert events[0].explain["arms_sizes_per_s"] >= 2.0
+        assert events[0].explain["arms_sizes_per_s"] >= 1.3
     # The same boxes without keypoints are calm.
     boxes_only = [Actor(1, fa, height=H, width=40), Actor(2, fb, height=H, width=40)]
     assert of_type(run(RuleEngine(validate({}), SIZE, FPS), boxes_only, FPS), "fight") == []

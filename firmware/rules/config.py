@@ -139,8 +139,8 @@ class FightRule(Section):
         description="People are 'close' when their box centres are nearer than this, in person sizes",
     )
     min_agitation: HeightsPerSecond = Field(
-        2.0,
-        description="How erratically the pair moves: mean deviation of the frame-to-frame steps of their relative position from its mean, plus their box size steps (and with keypoints their wrist motion), in person sizes per second, above which the motion counts as violent (people talking, passing or walking together stay under 1.5)",
+        1.3,
+        description="How erratically the pair moves: mean deviation of the steps (of step_s) of their relative position from its mean, plus their box size steps (and with keypoints their wrist motion), in person sizes per second, above which the motion counts as violent (people talking, passing or walking together stay under 1)",
     )
     max_pair_speed: HeightsPerSecond = Field(
         1.2,
@@ -151,6 +151,10 @@ class FightRule(Section):
         description="People smaller than this (box's longer side, pixels) are ignored: their box jitter is noise",
     )
     window_s: PosSeconds = Field(1.0, description="Motion is measured over this time window")
+    step_s: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.2,
+        description="Motion is sampled in steps of this length within the window: frame-to-frame steps would measure the detector's box jitter rather than the people",
+    )
     min_duration_s: PosSeconds = Field(
         1.0, description="The agitation must hold this long before the rule fires"
     )

@@ -29,6 +29,7 @@ class Fight(Rule):
     def __init__(self, cfg: FightRule, env: RuleEnv):
         super().__init__(cfg, env)
         self.n = max(3, int(round(cfg.window_s * env.fps)) + 1)
+        self.stride = max(1, int(round(cfg.step_s * env.fps)))
         # pair -> (first agitated time, its frame, last agitated time)
         self.pair_since: dict[tuple[int, int], tuple[float, int, float]] = {}
         self.group_of: dict[int, tuple[int, int]] = {}  # track id -> situation key
@@ -107,6 +108,8 @@ class Fight(Rule):
         pair_hm = (h[ii] + h[jj]) * 0.5
         members, inv = np.unique(np.concatenate([ii, jj]), return_inverse=True)
         boxes, times = mem.window(ctx.p_slots[members], self.n)  # only the people in pairs
+        # Steps of step_s, not single frames: frame-to-frame box jitter would read as motion.
+        boxes, times = boxes[:, :: -self.stride][:, ::-1], times[:, :: -self.stride][:, ::-1]
         wi_, wj_ = inv[: len(ii)], inv[len(ii) :]
         bi, bj = boxes[wi_], boxes[wj_]
         ci = (bi[..., :2] + bi[..., 2:]) * 0.5
@@ -139,7 +142,7 @@ class Fight(Rule):
         span = times[wi_, -1] - times[wi_, 0]
         common = np.hypot(*(mid[:, -1] - mid[:, 0]).T) / (span * scale[:, 0])
         ok = (
-            (np.sum(~np.isnan(times[wi_]) & ~np.isnan(times[wj_]), axis=1) >= self.n)
+            (np.sum(~np.isnan(times[wi_]) & ~np.isnan(times[wj_]), axis=1) >= times.shape[1])
             & (agit >= cfg.min_agitation)
             & (common <= cfg.max_pair_speed)
         )
