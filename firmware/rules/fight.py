@@ -52,8 +52,10 @@ class Fight(Rule):
             self._forget(ctx.t, set())
             return
         b = ctx.p_boxes
-        prev, _ = mem.back(ctx.p_slots, 1)  # the box itself for a new track: no step
-        step = ((b[:, :2] + b[:, 2:]) - (prev[:, :2] + prev[:, 2:])) * 0.5
+        # Steps over the stride (per frame), as the pair test measures them.
+        prev, _ = mem.back(ctx.p_slots, self.stride)  # a new track: its own box, no step
+        k = 1.0 / self.stride
+        step = ((b[:, :2] + b[:, 2:]) - (prev[:, :2] + prev[:, 2:])) * (0.5 * k)
         mean_step = mem.fight_step[ctx.p_slots]
         dev = step - mean_step
         e = (
@@ -62,7 +64,7 @@ class Fight(Rule):
                 np.abs((b[:, 2] - b[:, 0]) - (prev[:, 2] - prev[:, 0]))
                 + np.abs((b[:, 3] - b[:, 1]) - (prev[:, 3] - prev[:, 1]))
             )
-            * 0.5
+            * (0.5 * k)
         )
         mem.fight_step[ctx.p_slots] = mean_step + self.alpha * dev
         energy = mem.fight_energy[ctx.p_slots]
@@ -79,7 +81,7 @@ class Fight(Rule):
         h = np.maximum(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]), 1.0)
         big = h >= cfg.min_size_px
         # A pair passes the energy test only if one of its two people does on their own.
-        bar = 0.75 * cfg.min_agitation / self.env.fps
+        bar = 0.9 * cfg.min_agitation / self.env.fps
         rows = np.nonzero(big & (energy >= 0.5 * bar * h))[0]
         if len(rows) == 0:
             self._forget(ctx.t, set())
