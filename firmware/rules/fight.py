@@ -58,14 +58,10 @@ class Fight(Rule):
         step = ((b[:, :2] + b[:, 2:]) - (prev[:, :2] + prev[:, 2:])) * (0.5 * k)
         mean_step = mem.fight_step[ctx.p_slots]
         dev = step - mean_step
-        e = (
-            np.hypot(dev[:, 0], dev[:, 1])
-            + (
-                np.abs((b[:, 2] - b[:, 0]) - (prev[:, 2] - prev[:, 0]))
-                + np.abs((b[:, 3] - b[:, 1]) - (prev[:, 3] - prev[:, 1]))
-            )
-            * (0.5 * k)
-        )
+        e = np.hypot(dev[:, 0], dev[:, 1]) + (
+            np.abs((b[:, 2] - b[:, 0]) - (prev[:, 2] - prev[:, 0]))
+            + np.abs((b[:, 3] - b[:, 1]) - (prev[:, 3] - prev[:, 1]))
+        ) * (0.5 * k)
         mem.fight_step[ctx.p_slots] = mean_step + self.alpha * dev
         energy = mem.fight_energy[ctx.p_slots]
         energy += self.alpha * (e - energy)
@@ -112,42 +108,21 @@ class Fight(Rule):
         boxes, times = mem.window(ctx.p_slots[members], self.n)  # only the people in pairs
         # Steps of step_s, not single frames: frame-to-frame box jitter would read as motion.
         boxes, times = boxes[:, :: -self.stride][:, ::-1], times[:, :: -self.stride][:, ::-1]
+        cen = (boxes[..., :2] + boxes[..., 2:]) * 0.5  # (M,m,2)
+        size_steps = np.abs(np.diff(boxes[..., 2:] - boxes[..., :2], axis=1)).sum(axis=-1)
         wi_, wj_ = inv[: len(ii)], inv[len(ii) :]
-        bi, bj = boxes[wi_], boxes[wj_]
-        ci = (bi[..., :2] + bi[..., 2:]) * 0.5
-        cj = (bj[..., :2] + bj[..., 2:]) * 0.5
-        rel = ci - cj
-        dt = np.diff(times[wi_], axis=1)
-        scale = pair_hm[:, None]
         # Erratic relative motion: each step's deviation from the pair's mean relative step
-        # in the window (two people passing each other move steadily: no agitation).
-        steps = np.diff(rel, axis=1)
-        ok_steps = ~np.isnan(steps[..., 0])
-        mean_rel = (
-            np.where(ok_steps[..., None], steps, 0).sum(axis=1)
-            / np.maximum(ok_steps.sum(axis=1), 1)[:, None]
-        )
-        d_rel = np.hypot(*np.moveaxis(steps - mean_rel[:, None, :], -1, 0))
-        wi, hi = bi[..., 2] - bi[..., 0], bi[..., 3] - bi[..., 1]
-        wj, hj = bj[..., 2] - bj[..., 0], bj[..., 3] - bj[..., 1]
-        d_size = (
-            np.abs(np.diff(wi, axis=1))
-            + np.abs(np.diff(hi, axis=1))
-            + np.abs(np.diff(wj, axis=1))
-            + np.abs(np.diff(hj, axis=1))
-        ) * 0.5
-        rate = (d_rel + d_size) / (dt * scale)
-        ok_n = np.sum(~np.isnan(rate), axis=1)
-        arm_rate = (arm[ii] + arm[jj]) * 0.5 * self.env.fps / pair_hm
-        agit = np.nansum(rate, axis=1) / np.maximum(ok_n, 1) + arm_rate
-        mid = (ci + cj) * 0.5
+        # (two people passing each other move steadily: no agitation). A frame missing in
+        # the window gives NaN, and the pair is not judged.
+        steps = np.diff(cen[wi_] - cen[wj_], axis=1)
+        dev = steps - steps.mean(axis=1, keepdims=True)
+        moved = np.hypot(dev[..., 0], dev[..., 1]) + 0.5 * (size_steps[wi_] + size_steps[wj_])
         span = times[wi_, -1] - times[wi_, 0]
-        common = np.hypot(*(mid[:, -1] - mid[:, 0]).T) / (span * scale[:, 0])
-        ok = (
-            (np.sum(~np.isnan(times[wi_]) & ~np.isnan(times[wj_]), axis=1) >= times.shape[1])
-            & (agit >= cfg.min_agitation)
-            & (common <= cfg.max_pair_speed)
-        )
+        arm_rate = (arm[ii] + arm[jj]) * 0.5 * self.env.fps / pair_hm
+        agit = moved.sum(axis=1) / (span * pair_hm) + arm_rate
+        mid = (cen[wi_] + cen[wj_]) * 0.5
+        common = np.hypot(*(mid[:, -1] - mid[:, 0]).T) / (span * pair_hm)
+        ok = (agit >= cfg.min_agitation) & (common <= cfg.max_pair_speed)
         active: set[tuple[int, int]] = set()
         for k in np.nonzero(ok)[0].tolist():
             i, j = int(ii[k]), int(jj[k])

@@ -112,16 +112,17 @@ class GrabAndRun(Rule):
         cfg, mem, zones = self.cfg, self.env.mem, self.env.zones
         s = ctx.p_slots
         dwell = ctx.dwell()[:, self.cols]
-        best = np.argmax(dwell, axis=1)
-        bd = dwell[np.arange(len(s)), best]
-        at_hv = bd >= cfg.min_dwell_s
-        if not at_hv.any() and np.isnan(mem.gr_left_t[s]).all():
-            return  # nobody has dwelt at a high-value zone
-        mem.gr_left_t[s] = np.where(at_hv, ctx.t, mem.gr_left_t[s])
-        mem.gr_zone[s] = np.where(at_hv, self.cols[best], mem.gr_zone[s])
-        mem.gr_dwell[s] = np.where(at_hv, bd, mem.gr_dwell[s])
-        in_any = ctx.member(self.cols).any(axis=1)
-        recent = ~in_any & (ctx.t - mem.gr_left_t[s] <= cfg.window_s)
+        at = np.nonzero(dwell.max(axis=1) >= cfg.min_dwell_s)[0]
+        if len(at):  # at a high-value zone long enough: remember where and when
+            best = np.argmax(dwell[at], axis=1)
+            mem.gr_left_t[s[at]] = ctx.t
+            mem.gr_zone[s[at]] = self.cols[best]
+            mem.gr_dwell[s[at]] = dwell[at, best]
+        left_t = mem.gr_left_t[s]
+        recent = ctx.t - left_t <= cfg.window_s  # NaN (never dwelt): False
+        if not recent.any():
+            return
+        recent &= ~ctx.member(self.cols).any(axis=1)
         if not recent.any():
             return
         v, h = ctx.speeds(self.n)
