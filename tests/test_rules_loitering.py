@@ -134,3 +134,10 @@ def test_a_replay_starting_over_ends_open_situations_and_starts_afresh():
     second = [e for f, tr in enumerate(clip[1:], 1) for e in engine.update(tr, f / FPS, f)]
     assert [e.phase for e in loitering(second)] == [EventPhase.START, EventPhase.UPDATE]
     assert loitering(second)[0].event_id != loitering(first)[0].event_id
+
+
+def test_stage_times_default_to_multiples_of_the_threshold():
+    only = site(threshold_s=90).rules.loitering
+    assert (only.warn_s, only.alert_s) == (180.0, 360.0)
+    both = site(threshold_s=10, warn_s=15).rules.loitering
+    assert (both.warn_s, both.alert_s) == (15.0, 40.0)

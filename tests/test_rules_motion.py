@@ -112,3 +112,11 @@ def test_grab_and_run_fires_on_a_dash_to_the_exit_after_dwelling():
 def test_grab_and_run_quiet_for_near_misses(speed, towards, dwell_s):
     a = shopper(leave_speed=speed, towards=towards, dwell_s=dwell_s)
     assert of_type(run(RuleEngine(store(), SIZE, FPS), [a], FPS), "grab_and_run") == []
+
+
+def test_a_track_jumping_to_another_person_is_not_a_run():
+    # The tracker hands id 1 to someone 300 px away: one big step, then standing still.
+    feet = concat(still((300, 400), 2.0, FPS), still((600, 400), 2.0, FPS))
+    a = Actor(1, feet, height=H, width=40)
+    quick = validate({"rules": {"running": {"min_duration_s": 0.2}}})
+    assert of_type(run(RuleEngine(quick, SIZE, FPS), [a], FPS), "running") == []

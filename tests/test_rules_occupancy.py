@@ -219,3 +219,12 @@ def test_footfall_counts_crossings_by_direction_and_summarises_per_interval():
     assert max(s.explain["zones"]["till"]["max_people"] for s in summary) >= 1
     visits = sum(s.explain["zones"]["till"]["visits_ended"] for s in summary)
     assert visits == 2  # 1 and 2 left the till zone; 3 is still in it at the end
+
+
+def test_a_bag_never_seen_with_anyone_needs_require_owner_off():
+    lone = Actor(60, still((900.0, 500.0), 15.0, FPS), height=30, width=25, cls=BACKPACK)
+    assert of_type(run(RuleEngine(validate({}), SIZE, FPS), [lone], FPS), "left_object") == []
+    strict = validate({"rules": {"left_object": {"require_owner": False}}})
+    events = of_type(run(RuleEngine(strict, SIZE, FPS), [lone], FPS), "left_object")
+    assert [e.phase for e in events] == [EventPhase.START, EventPhase.END]
+    assert events[0].explain["owner_id"] is None and events[0].track_ids == [60]

@@ -41,8 +41,13 @@ class LoiteringRule(Section):
     threshold_s: PosSeconds = Field(
         30.0, description="Seconds in a zone before the rule fires (severity 'notice')"
     )
-    warn_s: PosSeconds = Field(60.0, description="Seconds in the zone for severity 'warn'")
-    alert_s: PosSeconds = Field(120.0, description="Seconds in the zone for severity 'alert'")
+    warn_s: PosSeconds | None = Field(
+        None, description="Seconds in the zone for severity 'warn'; default: twice threshold_s"
+    )
+    alert_s: PosSeconds | None = Field(
+        None,
+        description="Seconds in the zone for severity 'alert'; default: four times threshold_s",
+    )
     return_window_s: NonNegSeconds = Field(
         300.0,
         description="A person who comes back to the same zone within this time keeps the time already spent there (repeated returns count); 0 = every visit starts at zero",
@@ -55,6 +60,10 @@ class LoiteringRule(Section):
 
     @model_validator(mode="after")
     def _stages_ordered(self) -> LoiteringRule:
+        if self.warn_s is None:
+            self.warn_s = max(2 * self.threshold_s, self.threshold_s)
+        if self.alert_s is None:
+            self.alert_s = max(4 * self.threshold_s, self.warn_s)
         if not (self.threshold_s <= self.warn_s <= self.alert_s):
             raise ValueError(
                 f"stages must not decrease: threshold_s ({self.threshold_s}) <= warn_s ({self.warn_s}) <= alert_s ({self.alert_s})"
@@ -130,8 +139,8 @@ class FightRule(Section):
         description="People are 'close' when their box centres are nearer than this, in person sizes",
     )
     min_agitation: HeightsPerSecond = Field(
-        2.0,
-        description="Mean absolute frame-to-frame change of the pair's relative position and box sizes, in person sizes per second, above which the motion counts as violent (two people talking or walking together stay well under 1.5)",
+        1.3,
+        description="How erratically the pair moves: mean deviation of the steps (of step_s) of their relative position from its mean, plus their box size steps (and with keypoints their wrist motion), in person sizes per second, above which the motion counts as violent (people talking, passing or walking together stay under 1)",
     )
     max_pair_speed: HeightsPerSecond = Field(
         1.2,
@@ -142,6 +151,10 @@ class FightRule(Section):
         description="People smaller than this (box's longer side, pixels) are ignored: their box jitter is noise",
     )
     window_s: PosSeconds = Field(1.0, description="Motion is measured over this time window")
+    step_s: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.2,
+        description="Motion is sampled in steps of this length within the window: frame-to-frame steps would measure the detector's box jitter rather than the people",
+    )
     min_duration_s: PosSeconds = Field(
         1.0, description="The agitation must hold this long before the rule fires"
     )
@@ -162,8 +175,8 @@ class FallRule(Section):
 
     enabled: bool = Field(True, description="Run this rule")
     lying_ratio: Annotated[float, Field(gt=0, le=10)] = Field(
-        1.0,
-        description="A box at least this much wider than tall (width/height) counts as lying, if the person was seen upright before",
+        1.2,
+        description="A box at least this much wider than tall (width/height) counts as lying, if the person was seen upright before (someone bending over a low shelf stays under about 1.1)",
     )
     upright_ratio: Annotated[float, Field(gt=0, le=10)] = Field(
         1.4,
@@ -218,6 +231,10 @@ class LeftObjectRule(Section):
     min_alone_s: PosSeconds = Field(
         3.0, description="Seconds the object must stay unattended before the rule fires"
     )
+    require_owner: bool = Field(
+        True,
+        description="Only objects seen with a person (carried, or a person within owner_distance when first seen) count; a bag that was always alone (stock on a shelf, a fixture mistaken for a bag) is ignored",
+    )
     end_grace_s: NonNegSeconds = Field(
         2.0, description="The situation ends once the object was picked up or gone this long"
     )
@@ -270,15 +287,25 @@ class FootfallRule(Section):
 
 
 class RulesConfig(Section):
-    loitering: LoiteringRule = Field(default_factory=LoiteringRule)
-    grab_and_run: GrabAndRunRule = Field(default_factory=GrabAndRunRule)
-    running: RunningRule = Field(default_factory=RunningRule)
-    fight: FightRule = Field(default_factory=FightRule)
-    fall: FallRule = Field(default_factory=FallRule)
-    left_object: LeftObjectRule = Field(default_factory=LeftObjectRule)
-    crowding: CrowdingRule = Field(default_factory=CrowdingRule)
-    intrusion: IntrusionRule = Field(default_factory=IntrusionRule)
-    footfall: FootfallRule = Field(default_factory=FootfallRule)
+    """One section per rule; an unknown rule name is an error."""
+
+    loitering: LoiteringRule = Field(
+        default_factory=LoiteringRule, description=LoiteringRule.__doc__
+    )
+    grab_and_run: GrabAndRunRule = Field(
+        default_factory=GrabAndRunRule, description=GrabAndRunRule.__doc__
+    )
+    running: RunningRule = Field(default_factory=RunningRule, description=RunningRule.__doc__)
+    fight: FightRule = Field(default_factory=FightRule, description=FightRule.__doc__)
+    fall: FallRule = Field(default_factory=FallRule, description=FallRule.__doc__)
+    left_object: LeftObjectRule = Field(
+        default_factory=LeftObjectRule, description=LeftObjectRule.__doc__
+    )
+    crowding: CrowdingRule = Field(default_factory=CrowdingRule, description=CrowdingRule.__doc__)
+    intrusion: IntrusionRule = Field(
+        default_factory=IntrusionRule, description=IntrusionRule.__doc__
+    )
+    footfall: FootfallRule = Field(default_factory=FootfallRule, description=FootfallRule.__doc__)
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

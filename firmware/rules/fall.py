@@ -87,8 +87,12 @@ class Fall(Rule):
         cand = np.nonzero(~down & still & ~upright & recent)[0]
         if len(cand):
             ref = self._reference(s[cand])
-            grown = (w[cand] >= cfg.extent_growth * ref[:, 0]) | (
-                h[cand] >= cfg.extent_growth * ref[:, 1]
+            # The growth cue is for silhouettes seen from above: someone whose box was
+            # upright a moment ago (a side view) and is now wider is reaching or bending.
+            overhead = ~(ref[:, 1] >= cfg.upright_ratio * ref[:, 0])
+            grown = overhead & (
+                (w[cand] >= cfg.extent_growth * ref[:, 0])
+                | (h[cand] >= cfg.extent_growth * ref[:, 1])
             )
             start = grown | flat[cand]
             go = cand[start]
@@ -100,7 +104,8 @@ class Fall(Rule):
         # Staying down: still, and still lying (against the size before the fall).
         ref = m.fall_ref_wh[s]
         grown = (w >= cfg.extent_growth * ref[:, 0]) | (h >= cfg.extent_growth * ref[:, 1])
-        stays = down & still & ~upright & (grown | flat)
+        cue = m.fall_cue[s]
+        stays = down & still & ~upright & np.where(cue == 2, grown, flat)
         gone = down & ~stays
         m.fall_down_t[s[gone]] = np.nan
         held = stays & (t - m.fall_down_t[s] >= cfg.min_down_s - 1e-9)

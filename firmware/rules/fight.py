@@ -2,9 +2,11 @@
 relative to each other (pushing, hitting, grappling), while the pair as a whole does not
 travel (people walking or running side by side are not fighting).
 
-Box features: over a short window, the mean absolute frame-to-frame change of the vector
-between the two people and of both boxes' sizes, in person heights per second. With pose
-keypoints the wrists' motion relative to the pair is added.
+Box features: over a short window, how far each frame-to-frame step of the vector between
+the two people strays from its mean (steady approach or passing is not agitation), plus the
+steps of both boxes' sizes, in person sizes per second. With pose keypoints, the pair's
+mean wrist motion relative to their own boxes is added (punches and grabs move the arms
+more than the boxes).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from firmware.rules.base import FrameContext, Rule, RuleEnv
 from firmware.rules.config import FightRule
 from firmware.rules.situations import Situations
 
+_WRISTS = [9, 10]  # COCO keypoints
+_MIN_KP_SCORE = 0.3
+
 
 class Fight(Rule):
     name = "fight"
@@ -24,6 +29,7 @@ class Fight(Rule):
     def __init__(self, cfg: FightRule, env: RuleEnv):
         super().__init__(cfg, env)
         self.n = max(3, int(round(cfg.window_s * env.fps)) + 1)
+        self.stride = max(1, int(round(cfg.step_s * env.fps)))
         # pair -> (first agitated time, its frame, last agitated time)
         self.pair_since: dict[tuple[int, int], tuple[float, int, float]] = {}
         self.group_of: dict[int, tuple[int, int]] = {}  # track id -> situation key
@@ -33,6 +39,10 @@ class Fight(Rule):
         # its two people's, so calm people are skipped without reading their history.
         env.mem.alloc("fight_step", (2,), np.float64, 0.0)
         env.mem.alloc("fight_energy", (), np.float64, 0.0)
+        # With keypoints: wrists relative to the box centre last frame, and a running mean of
+        # their step (px per frame).
+        env.mem.alloc("fight_wrist", (2, 2), np.float64, np.nan)
+        env.mem.alloc("fight_arm", (), np.float64, 0.0)
         self.alpha = 1.0 / self.n
 
     def update(self, ctx: FrameContext, sits: Situations) -> None:
@@ -42,78 +52,77 @@ class Fight(Rule):
             self._forget(ctx.t, set())
             return
         b = ctx.p_boxes
-        prev, _ = mem.back(ctx.p_slots, 1)  # the box itself for a new track: no step
-        step = ((b[:, :2] + b[:, 2:]) - (prev[:, :2] + prev[:, 2:])) * 0.5
+        # Steps over the stride (per frame), as the pair test measures them.
+        prev, _ = mem.back(ctx.p_slots, self.stride)  # a new track: its own box, no step
+        k = 1.0 / self.stride
+        step = ((b[:, :2] + b[:, 2:]) - (prev[:, :2] + prev[:, 2:])) * (0.5 * k)
         mean_step = mem.fight_step[ctx.p_slots]
         dev = step - mean_step
-        e = (
-            np.hypot(dev[:, 0], dev[:, 1])
-            + (
-                np.abs((b[:, 2] - b[:, 0]) - (prev[:, 2] - prev[:, 0]))
-                + np.abs((b[:, 3] - b[:, 1]) - (prev[:, 3] - prev[:, 1]))
-            )
-            * 0.5
-        )
+        e = np.hypot(dev[:, 0], dev[:, 1]) + (
+            np.abs((b[:, 2] - b[:, 0]) - (prev[:, 2] - prev[:, 0]))
+            + np.abs((b[:, 3] - b[:, 1]) - (prev[:, 3] - prev[:, 1]))
+        ) * (0.5 * k)
         mem.fight_step[ctx.p_slots] = mean_step + self.alpha * dev
         energy = mem.fight_energy[ctx.p_slots]
         energy += self.alpha * (e - energy)
         mem.fight_energy[ctx.p_slots] = energy
+        arm = self._arms(ctx) if ctx.keypoints is not None else mem.fight_arm[ctx.p_slots]
+        energy = energy + arm
         if p < 2:
             self._forget(ctx.t, set())
             return
         # Candidate pairs: centres closer than max_distance mean sizes, and not both calm.
-        c = (b[:, :2] + b[:, 2:]) * 0.5
         # Person size: the box's longer side (the height of an upright person; still a
         # body length from overhead, where boxes are wider than tall).
         h = np.maximum(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]), 1.0)
-        d = np.hypot(c[:, None, 0] - c[None, :, 0], c[:, None, 1] - c[None, :, 1])
-        hm = (h[:, None] + h[None, :]) * 0.5
         big = h >= cfg.min_size_px
-        lively = (energy[:, None] + energy[None, :]) * self.env.fps >= 0.75 * cfg.min_agitation * hm
-        close = (d < cfg.max_distance * hm) & big[:, None] & big[None, :] & lively
-        ii, jj = np.nonzero(close)
-        upper = ii < jj
-        ii, jj = ii[upper], jj[upper]
+        # A pair passes the energy test only if one of its two people does on their own.
+        bar = 0.9 * cfg.min_agitation / self.env.fps
+        rows = np.nonzero(big & (energy >= 0.5 * bar * h))[0]
+        if len(rows) == 0:
+            self._forget(ctx.t, set())
+            return
+        c = (b[:, :2] + b[:, 2:]) * 0.5
+        cr = c[rows]
+        d = np.hypot(cr[:, None, 0] - c[None, :, 0], cr[:, None, 1] - c[None, :, 1])  # (R,P)
+        hm = (h[rows, None] + h[None, :]) * 0.5
+        close = (
+            (d < cfg.max_distance * hm)
+            & big[None, :]
+            & (energy[rows, None] + energy[None, :] >= bar * hm)
+        )
+        close[np.arange(len(rows)), rows] = False
+        ri, jj = np.nonzero(close)
+        ii = rows[ri]
+        # Each pair once, as (smaller index, larger index).
+        ii, jj = np.minimum(ii, jj), np.maximum(ii, jj)
+        if len(ii) > 1:
+            key = np.unique(ii * p + jj)
+            ii, jj = key // p, key % p
         if len(ii) == 0:
             self._forget(ctx.t, set())
             return
+        pair_d = np.hypot(*(c[ii] - c[jj]).T)
+        pair_hm = (h[ii] + h[jj]) * 0.5
         members, inv = np.unique(np.concatenate([ii, jj]), return_inverse=True)
         boxes, times = mem.window(ctx.p_slots[members], self.n)  # only the people in pairs
+        # Steps of step_s, not single frames: frame-to-frame box jitter would read as motion.
+        boxes, times = boxes[:, :: -self.stride][:, ::-1], times[:, :: -self.stride][:, ::-1]
+        cen = (boxes[..., :2] + boxes[..., 2:]) * 0.5  # (M,m,2)
+        size_steps = np.abs(np.diff(boxes[..., 2:] - boxes[..., :2], axis=1)).sum(axis=-1)
         wi_, wj_ = inv[: len(ii)], inv[len(ii) :]
-        bi, bj = boxes[wi_], boxes[wj_]
-        ci = (bi[..., :2] + bi[..., 2:]) * 0.5
-        cj = (bj[..., :2] + bj[..., 2:]) * 0.5
-        rel = ci - cj
-        dt = np.diff(times[wi_], axis=1)
-        scale = hm[ii, jj][:, None]
         # Erratic relative motion: each step's deviation from the pair's mean relative step
-        # in the window (two people passing each other move steadily: no agitation).
-        steps = np.diff(rel, axis=1)
-        ok_steps = ~np.isnan(steps[..., 0])
-        mean_rel = (
-            np.where(ok_steps[..., None], steps, 0).sum(axis=1)
-            / np.maximum(ok_steps.sum(axis=1), 1)[:, None]
-        )
-        d_rel = np.hypot(*np.moveaxis(steps - mean_rel[:, None, :], -1, 0))
-        wi, hi = bi[..., 2] - bi[..., 0], bi[..., 3] - bi[..., 1]
-        wj, hj = bj[..., 2] - bj[..., 0], bj[..., 3] - bj[..., 1]
-        d_size = (
-            np.abs(np.diff(wi, axis=1))
-            + np.abs(np.diff(hi, axis=1))
-            + np.abs(np.diff(wj, axis=1))
-            + np.abs(np.diff(hj, axis=1))
-        ) * 0.5
-        rate = (d_rel + d_size) / (dt * scale)
-        ok_n = np.sum(~np.isnan(rate), axis=1)
-        agit = np.nansum(rate, axis=1) / np.maximum(ok_n, 1)
-        mid = (ci + cj) * 0.5
+        # (two people passing each other move steadily: no agitation). A frame missing in
+        # the window gives NaN, and the pair is not judged.
+        steps = np.diff(cen[wi_] - cen[wj_], axis=1)
+        dev = steps - steps.mean(axis=1, keepdims=True)
+        moved = np.hypot(dev[..., 0], dev[..., 1]) + 0.5 * (size_steps[wi_] + size_steps[wj_])
         span = times[wi_, -1] - times[wi_, 0]
-        common = np.hypot(*(mid[:, -1] - mid[:, 0]).T) / (span * scale[:, 0])
-        ok = (
-            (np.sum(~np.isnan(times[wi_]) & ~np.isnan(times[wj_]), axis=1) >= self.n)
-            & (agit >= cfg.min_agitation)
-            & (common <= cfg.max_pair_speed)
-        )
+        arm_rate = (arm[ii] + arm[jj]) * 0.5 * self.env.fps / pair_hm
+        agit = moved.sum(axis=1) / (span * pair_hm) + arm_rate
+        mid = (cen[wi_] + cen[wj_]) * 0.5
+        common = np.hypot(*(mid[:, -1] - mid[:, 0]).T) / (span * pair_hm)
+        ok = (agit >= cfg.min_agitation) & (common <= cfg.max_pair_speed)
         active: set[tuple[int, int]] = set()
         for k in np.nonzero(ok)[0].tolist():
             i, j = int(ii[k]), int(jj[k])
@@ -124,9 +133,14 @@ class Fight(Rule):
             self.pair_since[pair] = (since_t, since_f, ctx.t)
             if ctx.t - since_t < cfg.min_duration_s - 1e-9:
                 continue
-            key = self.group_of.get(pair[0]) or self.group_of.get(pair[1]) or pair
-            if key not in sits.open:
-                self.group_of = {t: g for t, g in self.group_of.items() if g in sits.open}
+            # People already in an open fight join it: one event per brawl, not per pair.
+            key = self.group_of.get(pair[0]) or self.group_of.get(pair[1])
+            if key is None or (self.name, key) not in sits.open:
+                key = pair
+            if len(self.group_of) > 256:
+                self.group_of = {
+                    t: g for t, g in self.group_of.items() if (self.name, g) in sits.open
+                }
             self.group_of[pair[0]] = self.group_of[pair[1]] = key
             mem.fight_t[ctx.p_slots[[i, j]]] = ctx.t
             sits.observe(
@@ -142,7 +156,8 @@ class Fight(Rule):
                 start_frame=since_f,
                 explain={
                     "agitation_sizes_per_s": float(agit[k]),
-                    "distance_sizes": float(d[i, j] / hm[i, j]),
+                    "arms_sizes_per_s": float(arm_rate[k]),
+                    "distance_sizes": float(pair_d[k] / pair_hm[k]),
                     "pair_speed_sizes_per_s": float(common[k]),
                     "min_agitation": cfg.min_agitation,
                     "max_distance": cfg.max_distance,
@@ -151,6 +166,25 @@ class Fight(Rule):
                 },
             )
         self._forget(ctx.t, active)
+
+    def _arms(self, ctx: FrameContext) -> np.ndarray:
+        """Update and return each person's running mean wrist step (px per frame), wrists
+        taken relative to their box centre so walking does not count."""
+        mem, s = self.env.mem, ctx.p_slots
+        kp = np.asarray(ctx.keypoints)[ctx.people][:, _WRISTS]  # (P,2,3)
+        b = ctx.p_boxes
+        centre = (b[:, :2] + b[:, 2:]) * 0.5
+        seen_now = kp[..., 2] >= _MIN_KP_SCORE
+        rel = np.where(seen_now[..., None], kp[..., :2] - centre[:, None, :], np.nan)
+        last = mem.fight_wrist[s]
+        step = np.hypot(rel[..., 0] - last[..., 0], rel[..., 1] - last[..., 1])  # (P,2)
+        ok = ~np.isnan(step)
+        mean_step = np.where(ok, step, 0.0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1)
+        arm = mem.fight_arm[s]
+        arm = np.where(ok.any(axis=1), arm + self.alpha * (mean_step - arm), arm)
+        mem.fight_arm[s] = arm
+        mem.fight_wrist[s] = rel
+        return arm
 
     def _forget(self, t: float, active: set[tuple[int, int]]) -> None:
         """Drop pairs whose agitation stopped for longer than a short dip."""

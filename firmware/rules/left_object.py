@@ -55,12 +55,17 @@ class LeftObject(Rule):
         m.lo_owner[slots] = np.where(
             moved, np.where(near_d <= cfg.owner_distance, nearest, -1), m.lo_owner[slots]
         )
+        still = t - m.lo_still_t[slots] >= cfg.min_still_s
+        if not still.any():  # everything carried or just put down
+            m.lo_alone_t[slots] = np.nan
+            return
         owner = m.lo_owner[slots]
         is_owner = ctx.p_ids[None, :] == owner[:, None]
         seen = is_owner.any(axis=1)
         owner_d = np.where(seen, np.where(is_owner, d, np.inf).min(axis=1, initial=np.inf), np.inf)
-        still = t - m.lo_still_t[slots] >= cfg.min_still_s
         alone = still & (owner_d > cfg.owner_distance)
+        if cfg.require_owner:
+            alone &= owner >= 0
         start = alone & np.isnan(m.lo_alone_t[slots])
         m.lo_alone_t[slots] = np.where(alone, np.where(start, t, m.lo_alone_t[slots]), np.nan)
         m.lo_alone_f[slots] = np.where(start, ctx.frame, m.lo_alone_f[slots])

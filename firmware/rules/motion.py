@@ -15,6 +15,16 @@ from firmware.rules.zones import exit_targets
 MOTION_WINDOW_S = 0.6  # speed window of the rules that only need a speed
 
 
+def _steady(mem, slots: np.ndarray, n: int) -> np.ndarray:
+    """False where one frame's step makes up most of the window's displacement: a jump of
+    the box (a track passing to another person, a detector glitch), not a run."""
+    boxes, _ = mem.window(slots, n)
+    c = (boxes[..., :2] + boxes[..., 2:]) * 0.5
+    steps = np.hypot(*np.moveaxis(np.diff(c, axis=1), -1, 0))  # (S,n-1)
+    total = np.hypot(*(c[:, -1] - c[:, 0]).T)
+    return np.nanmax(steps, axis=1) <= 0.5 * total
+
+
 class Running(Rule):
     name = "running"
     cfg: RunningRule
@@ -44,6 +54,8 @@ class Running(Rule):
         fighting = ctx.t - mem.fight_t[s] <= cfg.after_fight_s if hasattr(mem, "fight_t") else False
         limit = np.where(fighting, cfg.after_fight_min_speed, cfg.min_speed)
         fast = full & (speed >= limit) & (h >= cfg.min_height_px)
+        if fast.any():
+            fast[fast] = _steady(mem, s[fast], self.n)
         since = mem.run_since[s]
         if not fast.any():
             if not np.isnan(since).all():
@@ -100,14 +112,17 @@ class GrabAndRun(Rule):
         cfg, mem, zones = self.cfg, self.env.mem, self.env.zones
         s = ctx.p_slots
         dwell = ctx.dwell()[:, self.cols]
-        best = np.argmax(dwell, axis=1)
-        bd = dwell[np.arange(len(s)), best]
-        at_hv = bd >= cfg.min_dwell_s
-        mem.gr_left_t[s] = np.where(at_hv, ctx.t, mem.gr_left_t[s])
-        mem.gr_zone[s] = np.where(at_hv, self.cols[best], mem.gr_zone[s])
-        mem.gr_dwell[s] = np.where(at_hv, bd, mem.gr_dwell[s])
-        in_any = ctx.member(self.cols).any(axis=1)
-        recent = ~in_any & (ctx.t - mem.gr_left_t[s] <= cfg.window_s)
+        at = np.nonzero(dwell.max(axis=1) >= cfg.min_dwell_s)[0]
+        if len(at):  # at a high-value zone long enough: remember where and when
+            best = np.argmax(dwell[at], axis=1)
+            mem.gr_left_t[s[at]] = ctx.t
+            mem.gr_zone[s[at]] = self.cols[best]
+            mem.gr_dwell[s[at]] = dwell[at, best]
+        left_t = mem.gr_left_t[s]
+        recent = ctx.t - left_t <= cfg.window_s  # NaN (never dwelt): False
+        if not recent.any():
+            return
+        recent &= ~ctx.member(self.cols).any(axis=1)
         if not recent.any():
             return
         v, h = ctx.speeds(self.n)

@@ -21,7 +21,7 @@ class Actor:
     height: float | np.ndarray = 100.0
     width: float | np.ndarray = 40.0
     cls: int = PERSON
-    keypoints: np.ndarray | None = field(default=None)
+    keypoints: np.ndarray | None = field(default=None)  # (F,17,3) per frame, pixels
 
     def box(self, frame: int) -> np.ndarray | None:
         i = frame - self.start
@@ -60,14 +60,17 @@ def frames(actors: Sequence[Actor], n_frames: int | None = None) -> Iterator[Tra
     """Tracks for frames 0.. until the last actor ends (or ``n_frames``)."""
     if n_frames is None:
         n_frames = max(a.start + len(a.feet) for a in actors)
+    with_kp = any(a.keypoints is not None for a in actors)
     for f in range(n_frames):
-        ids, boxes, classes = [], [], []
+        ids, boxes, classes, kps = [], [], [], []
         for a in actors:
             b = a.box(f)
             if b is not None:
                 ids.append(a.tid)
                 boxes.append(b)
                 classes.append(a.cls)
+                kp = None if a.keypoints is None else a.keypoints[f - a.start]
+                kps.append(np.full((17, 3), np.nan, np.float32) if kp is None else kp)
         n = len(ids)
         yield Tracks(
             ids=np.array(ids, np.int64),
@@ -77,6 +80,7 @@ def frames(actors: Sequence[Actor], n_frames: int | None = None) -> Iterator[Tra
             states=np.full(n, TrackState.CONFIRMED, np.int8),
             velocities=np.zeros((n, 2), np.float32),
             matched=np.ones(n, bool),
+            keypoints=np.array(kps, np.float32).reshape(n, 17, 3) if with_kp else None,
         )
 
 

@@ -57,8 +57,7 @@ class ZoneSet:
         self.mem = mem
         z = len(self.names)
         # Membership state per (slot, zone).
-        mem.alloc("z_in_run", (z,), np.int32, 0)  # consecutive frames inside
-        mem.alloc("z_out_run", (z,), np.int32, 0)  # consecutive frames outside
+        mem.alloc("z_run", (z,), np.int64, 0)  # signed run of frames inside (+) / outside (-)
         mem.alloc("z_run_t", (z,), np.float64, np.nan)  # first frame time of the current run
         mem.alloc("z_member", (z,), bool, False)
         mem.alloc("z_enter_t", (z,), np.float64, np.nan)
@@ -95,13 +94,18 @@ class ZoneSet:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Advance membership of these slots; returns (entered, exited) as (N,Z) bool."""
         m = self.mem
+        if not self.names:
+            empty = np.zeros((len(slots), 0), bool)
+            return empty, empty
         raw = self.contains(feet)
-        in_run = np.where(raw, m.z_in_run[slots] + 1, 0)
-        out_run = np.where(raw, 0, m.z_out_run[slots] + 1)
-        run_t = m.z_run_t[slots]
-        run_t = np.where((raw & (in_run == 1)) | (~raw & (out_run == 1)), t, run_t)
+        # Signed run length: +k = k frames inside in a row, -k = k frames outside.
+        run = m.z_run[slots]
+        step = np.where(raw, 1, -1)
+        same = (run > 0) == raw
+        run = np.where(same, run + step, step)
+        run_t = np.where(same, m.z_run_t[slots], t)  # first frame of the current run
         was = m.z_member[slots]
-        now = np.where(was, out_run < self.inertia, in_run >= self.inertia)
+        now = np.where(was, run > -self.inertia, run >= self.inertia)
         entered = now & ~was
         exited = was & ~now
         if entered.any():
@@ -120,8 +124,7 @@ class ZoneSet:
             m.z_last_visit_s[slots] = np.where(exited, visit, m.z_last_visit_s[slots])
             m.z_exit_t[slots] = np.where(exited, run_t, m.z_exit_t[slots])
             m.z_enter_t[slots] = np.where(exited, np.nan, m.z_enter_t[slots])
-        m.z_in_run[slots] = np.minimum(in_run, 1 << 20)
-        m.z_out_run[slots] = np.minimum(out_run, 1 << 20)
+        m.z_run[slots] = run
         m.z_run_t[slots] = run_t
         m.z_member[slots] = now
         return entered, exited

@@ -216,9 +216,11 @@ def table(result: dict) -> str:
     total_fa = sum(v["false_alarms"] for v in result["totals"].values())
     lines.append(f"| all | | | | {total_fa} |")
     lines += ["", "| sequence | false alarms |", "|---|---|"]
-    for name, s in result["sequences"].items():
-        if s["category"] in FA_CATEGORIES or name in FA_SEQUENCES:
-            lines.append(f"| {name} | {s['false_alarms']} |")
+    seqs = result["sequences"]
+    quiet = [n for n, s in seqs.items() if s["category"] in FA_CATEGORIES or n in FA_SEQUENCES]
+    for name in quiet + [n for n in seqs if n not in quiet]:
+        note = "" if name in quiet else " (has labelled incidents)"
+        lines.append(f"| {name}{note} | {seqs[name]['false_alarms']} |")
     return "\n".join(lines)
 
 

@@ -42,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the tracks (default 25)")
     p.add_argument(
-        "--size", default=None, help="frame size WxH in pixels (needed with --site, for the zones)"
+        "--size",
+        default=None,
+        help="frame size WxH in pixels (needed with a --site that has zones or lines; default: where the boxes end)",
     )
     p.add_argument("--out", default="-", help="events file, JSON lines (default: standard output)")
     p.add_argument(
@@ -162,7 +164,7 @@ def behave(
     tracks_path: Path,
     cfg: Any,
     fps: float,
-    size: tuple[int, int],
+    size: tuple[int, int] | None,
     start_time: datetime | None = None,
     max_gap: int = MAX_GAP_DEFAULT,
 ) -> list[dict[str, Any]]:
@@ -171,6 +173,10 @@ def behave(
     from firmware.rules import RuleEngine
 
     by_frame = read_tracks(tracks_path, max_gap)
+    if size is None:
+        right = max(float(r[:, 3].max()) for r in by_frame.values())
+        bottom = max(float(r[:, 4].max()) for r in by_frame.values())
+        size = (max(1, int(np.ceil(right))), max(1, int(np.ceil(bottom))))
     engine = RuleEngine(cfg, frame_size=size, fps=fps, wall_clock_start=start_time)
     first: dict[str, Any] = {}
     out: list[dict[str, Any]] = []
@@ -204,12 +210,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"vigil-eval behave: {e.source}: {p}", file=sys.stderr)
         return 2
     if args.size:
-        size = parse_size(args.size)
+        size: tuple[int, int] | None = parse_size(args.size)
     elif args.site and (cfg.zones or cfg.lines):
         raise ValueError("--size WxH is needed with a site config that has zones or lines")
     else:
-        size = (1920, 1080)  # zone-free rules work in person heights; the size is unused
-    start = datetime.fromisoformat(args.start_time) if getattr(args, "start_time", None) else None
+        size = None  # the boxes' extent (rules use it only to spot boxes cut by the border)
+    start_text = getattr(args, "start_time", None)
+    try:
+        start = datetime.fromisoformat(start_text) if start_text else None
+    except ValueError:
+        raise ValueError(
+            f"--start-time {start_text!r}: expected ISO 8601, for example 2026-01-05T22:00"
+        ) from None
     records = behave(
         Path(args.tracks),
         cfg,
