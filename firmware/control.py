@@ -95,6 +95,8 @@ class LoopControl:
                 if old_deter is not None:
                     s.deterrents = DeterrentController(old.config, pin_factory=self.pin_factory)
                 raise
+            # end the old engine's open situations so the hub sees every situation end
+            self.loop.emit(list(s.engine.close(self.loop.now(), self.loop.metrics.frames)))
             s.engine, s.deterrents = engine, deter
             return {}
 
