@@ -109,7 +109,7 @@ def speeds(mem: TrackMemory, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.
     n = min(n, mem.history)
     ptr = mem.ptr[slots]
     known = mem.hist_n[slots]
-    k = np.clip(known - 1, 0, n - 1)
+    k = np.minimum(np.maximum(known - 1, 0), n - 1)  # np.clip costs more on small arrays
     b1 = mem.hist_box[slots, ptr]
     i0 = (ptr - k) % mem.history
     b0 = mem.hist_box[slots, i0]

@@ -25,6 +25,8 @@ class TrackMemory:
         self._slot_of: dict[int, int] = {}
         self._free: list[int] = list(range(self.capacity - 1, -1, -1))
         self._specs: dict[str, tuple[tuple[int, ...], Any, Any]] = {}
+        self._last_ids: np.ndarray | None = None  # slots_for's last ids and their slots
+        self._last_slots = np.empty(0, np.int64)
         self.ids = self.alloc("ids", (), np.int64, -1)
         self.active = self.alloc("active", (), bool, False)
         self.cls = self.alloc("cls", (), np.int16, 0)
@@ -53,7 +55,17 @@ class TrackMemory:
         self._free = list(range(self.capacity - 1, old - 1, -1)) + self._free
 
     def slots_for(self, ids: np.ndarray, t: float) -> np.ndarray:
-        """Slots of these track ids, giving new ids a fresh slot."""
+        """Slots of these track ids, giving new ids a fresh slot. The same ids as last
+        time (the common case) reuse last time's slots: none of them can have expired."""
+        last = self._last_ids
+        if last is not None and len(last) == len(ids) and np.array_equal(last, ids):
+            return self._last_slots
+        out = self._lookup(ids, t)
+        self._last_ids, self._last_slots = ids.copy(), out
+        out.flags.writeable = False  # shared with later frames
+        return out
+
+    def _lookup(self, ids: np.ndarray, t: float) -> np.ndarray:
         out = np.empty(len(ids), np.int64)
         slot_of = self._slot_of
         for i, tid in enumerate(ids.tolist()):
@@ -109,6 +121,8 @@ class TrackMemory:
         """Free the slots of tracks unseen for longer than ``forget_s``; returns (slot, id)."""
         stale = np.nonzero(self.active & (t - self.last_t > forget_s))[0]
         out = []
+        if len(stale):
+            self._last_ids = None
         for s in stale.tolist():
             tid = int(self.ids[s])
             out.append((s, tid))
