@@ -22,6 +22,13 @@ _WRISTS = [9, 10]  # COCO keypoints
 _MIN_KP_SCORE = 0.3
 
 
+def _unique_sorted(values: np.ndarray, size: int) -> np.ndarray:
+    """np.unique for small non-negative ints below ``size``, without its sort."""
+    seen = np.zeros(size, bool)
+    seen[values] = True
+    return np.flatnonzero(seen)
+
+
 class Fight(Rule):
     name = "fight"
     cfg: FightRule
@@ -97,20 +104,24 @@ class Fight(Rule):
         # Each pair once, as (smaller index, larger index).
         ii, jj = np.minimum(ii, jj), np.maximum(ii, jj)
         if len(ii) > 1:
-            key = np.unique(ii * p + jj)
+            key = _unique_sorted(ii * p + jj, p * p)
             ii, jj = key // p, key % p
         if len(ii) == 0:
             self._forget(ctx.t, set())
             return
         pair_d = np.hypot(*(c[ii] - c[jj]).T)
         pair_hm = (h[ii] + h[jj]) * 0.5
-        members, inv = np.unique(np.concatenate([ii, jj]), return_inverse=True)
+        in_pair = np.zeros(p, bool)
+        in_pair[ii] = True
+        in_pair[jj] = True
+        members = np.flatnonzero(in_pair)
+        row = np.cumsum(in_pair) - 1  # person index -> row among the members
         boxes, times = mem.window(ctx.p_slots[members], self.n)  # only the people in pairs
         # Steps of step_s, not single frames: frame-to-frame box jitter would read as motion.
         boxes, times = boxes[:, :: -self.stride][:, ::-1], times[:, :: -self.stride][:, ::-1]
         cen = (boxes[..., :2] + boxes[..., 2:]) * 0.5  # (M,m,2)
         size_steps = np.abs(np.diff(boxes[..., 2:] - boxes[..., :2], axis=1)).sum(axis=-1)
-        wi_, wj_ = inv[: len(ii)], inv[len(ii) :]
+        wi_, wj_ = row[ii], row[jj]
         # Erratic relative motion: each step's deviation from the pair's mean relative step
         # (two people passing each other move steadily: no agitation). A frame missing in
         # the window gives NaN, and the pair is not judged.
