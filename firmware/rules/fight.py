@@ -62,13 +62,13 @@ class Fight(Rule):
         # Steps over the stride (per frame), as the pair test measures them.
         prev, _ = mem.back(ctx.p_slots, self.stride)  # a new track: its own box, no step
         k = 1.0 / self.stride
-        step = ((b[:, :2] + b[:, 2:]) - (prev[:, :2] + prev[:, 2:])) * (0.5 * k)
+        twice_c = b[:, :2] + b[:, 2:]  # box centres, doubled
+        size = b[:, 2:] - b[:, :2]  # (w, h)
+        step = (twice_c - (prev[:, :2] + prev[:, 2:])) * (0.5 * k)
         mean_step = mem.fight_step[ctx.p_slots]
         dev = step - mean_step
-        e = np.hypot(dev[:, 0], dev[:, 1]) + (
-            np.abs((b[:, 2] - b[:, 0]) - (prev[:, 2] - prev[:, 0]))
-            + np.abs((b[:, 3] - b[:, 1]) - (prev[:, 3] - prev[:, 1]))
-        ) * (0.5 * k)
+        size_step = np.abs(size - (prev[:, 2:] - prev[:, :2])).sum(axis=1)  # |dw| + |dh|
+        e = np.hypot(dev[:, 0], dev[:, 1]) + size_step * (0.5 * k)
         mem.fight_step[ctx.p_slots] = mean_step + self.alpha * dev
         energy = mem.fight_energy[ctx.p_slots]
         energy += self.alpha * (e - energy)
@@ -81,7 +81,7 @@ class Fight(Rule):
         # Candidate pairs: centres closer than max_distance mean sizes, and not both calm.
         # Person size: the box's longer side (the height of an upright person; still a
         # body length from overhead, where boxes are wider than tall).
-        h = np.maximum(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]), 1.0)
+        h = np.maximum(size.max(axis=1), 1.0)
         big = h >= cfg.min_size_px
         # A pair passes the energy test only if one of its two people does on their own.
         bar = 0.9 * cfg.min_agitation / self.env.fps
@@ -89,7 +89,7 @@ class Fight(Rule):
         if len(rows) == 0:
             self._forget(ctx.t, set())
             return
-        c = (b[:, :2] + b[:, 2:]) * 0.5
+        c = twice_c * 0.5
         cr = c[rows]
         d = np.hypot(cr[:, None, 0] - c[None, :, 0], cr[:, None, 1] - c[None, :, 1])  # (R,P)
         hm = (h[rows, None] + h[None, :]) * 0.5

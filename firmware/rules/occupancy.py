@@ -120,7 +120,15 @@ class Intrusion(Rule):
             return
         dwell = ctx.dwell()[:, cols]
         inside = dwell >= max(self.cfg.min_duration_s, 1e-9)
-        for j in np.nonzero(inside.any(axis=0))[0].tolist():
+        # Zone by zone, the people inside: one nonzero over (zone, person), then lists.
+        zz, pp = np.nonzero(inside.T)
+        if len(zz) == 0:
+            return
+        hit = np.flatnonzero(np.diff(zz, prepend=-1))  # first entry of each zone
+        longest = dwell.max(axis=0).tolist()
+        ids = ctx.p_ids[pp].tolist()
+        ends = [*hit[1:].tolist(), len(zz)]
+        for j, a, e in zip(zz[hit].tolist(), hit.tolist(), ends, strict=True):
             z = int(cols[j])
             sits.observe(
                 (self.name, z),
@@ -130,11 +138,11 @@ class Intrusion(Rule):
                 rule=self.name,
                 severity=Severity.ALERT,
                 zone=env.zones.names[z],
-                track_ids=[int(x) for x in ctx.p_ids[inside[:, j]]],
+                track_ids=ids[a:e],
                 grace_s=self.cfg.end_grace_s,
                 explain={
-                    "people": int(inside[:, j].sum()),
-                    "longest_s": float(dwell[:, j].max()),
+                    "people": e - a,
+                    "longest_s": longest[j],
                     "local_time": self._now_text,
                     "armed_by": "hub" if env.unit_armed else "schedule",
                     "open_time": env.schedule.open_time,
@@ -152,23 +160,49 @@ class Footfall(Rule):
         super().__init__(cfg, env)
         self.line_cols = env.lines.select(cfg.lines)
         self.zone_cols = env.zones.select(cfg.zones, None)
+        self._all_lines = len(self.line_cols) == len(env.lines) and bool(
+            (self.line_cols == np.arange(len(env.lines))).all()
+        )
         env.mem.alloc("ff_side", (len(self.line_cols),), np.float64, np.nan)
         self.period_start: float | None = None
         self.period_frame = 0
         self._reset()
 
-    def _crossings(self, ctx: FrameContext) -> np.ndarray:
-        """(P,L) +1 in, -1 out, 0 none since each person's previous frame. Only the side of
-        each line is kept per person; the exact segment test runs for side changes only."""
+    def _crossings(self, ctx: FrameContext) -> np.ndarray | None:
+        """(P,L) +1 in, -1 out, 0 none since each person's previous frame; None when nobody
+        changed side of a line (the common case). Only the side of each line is kept per
+        person; the exact segment test runs for side changes only."""
         lines, m = self.env.lines, self.env.mem
-        side = lines.side(ctx.p_feet)[:, self.line_cols]
+        side = lines.side(ctx.p_feet)
+        if not self._all_lines:
+            side = side[:, self.line_cols]
         before = m.ff_side[ctx.p_slots]
         m.ff_side[ctx.p_slots] = side
-        flipped = ((before < 0) & (side >= 0)) | ((before >= 0) & (side < 0))
+        # A side is never NaN; a NaN ``before`` (first sight) is no change.
+        flipped = np.where(side < 0, before >= 0, before < 0)
         if not flipped.any():
-            return np.zeros(side.shape, np.int8)
+            return None
         prev_box, _ = m.back(ctx.p_slots, 1)
         return lines.crossings(foot_points(prev_box), ctx.p_feet)[:, self.line_cols]
+
+    def _count(self, ctx: FrameContext, cross: np.ndarray, sits: Situations) -> None:
+        """Add this frame's crossings to the counts (and send them as events if asked)."""
+        self.counts[:, 0] += (cross > 0).sum(axis=0)
+        self.counts[:, 1] += (cross < 0).sum(axis=0)
+        if not self.cfg.crossing_events:
+            return
+        for i, j in zip(*np.nonzero(cross), strict=True):
+            ln = int(self.line_cols[j])
+            sits.instant(
+                ctx.t,
+                ctx.frame,
+                type="line_crossing",
+                rule=self.name,
+                severity=Severity.INFO,
+                zone=self.env.lines.names[ln],
+                track_ids=[int(ctx.p_ids[i])],
+                explain={"direction": "in" if cross[i, j] > 0 else "out"},
+            )
 
     def _reset(self) -> None:
         nl, nz = len(self.line_cols), len(self.zone_cols)
@@ -187,21 +221,8 @@ class Footfall(Rule):
             self.period_start, self.period_frame = t, ctx.frame
         if len(self.line_cols) and len(ctx.p_slots):
             cross = self._crossings(ctx)
-            self.counts[:, 0] += (cross > 0).sum(axis=0)
-            self.counts[:, 1] += (cross < 0).sum(axis=0)
-            if self.cfg.crossing_events:
-                for i, j in zip(*np.nonzero(cross), strict=True):
-                    ln = int(self.line_cols[j])
-                    sits.instant(
-                        t,
-                        ctx.frame,
-                        type="line_crossing",
-                        rule=self.name,
-                        severity=Severity.INFO,
-                        zone=env.lines.names[ln],
-                        track_ids=[int(ctx.p_ids[i])],
-                        explain={"direction": "in" if cross[i, j] > 0 else "out"},
-                    )
+            if cross is not None:
+                self._count(ctx, cross, sits)
         if len(self.zone_cols):
             member = ctx.member(self.zone_cols)
             occ = member.sum(axis=0)

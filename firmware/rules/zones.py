@@ -154,6 +154,7 @@ class LineSet:
         pts = np.array([ln.points for ln in lines], np.float64).reshape(-1, 2, 2) * (w, h)
         self.a = pts[:, 0]
         self.b = pts[:, 1]
+        self._d = self.b - self.a
 
     def __len__(self) -> int:
         return len(self.names)
@@ -165,7 +166,7 @@ class LineSet:
 
     def side(self, pts: np.ndarray) -> np.ndarray:
         """(N,L) signed side of each point: > 0 right of A->B, < 0 left."""
-        d = self.b - self.a
+        d = self._d
         rel = pts[:, None, :] - self.a[None]
         return d[None, :, 0] * rel[..., 1] - d[None, :, 1] * rel[..., 0]
 
