@@ -25,7 +25,8 @@ class TrackMemory:
         self._slot_of: dict[int, int] = {}
         self._free: list[int] = list(range(self.capacity - 1, -1, -1))
         self._specs: dict[str, tuple[tuple[int, ...], Any, Any]] = {}
-        self._last_ids: np.ndarray | None = None  # slots_for's last ids and their slots
+        self._last_ids: bytes | None = None  # slots_for's last ids and their slots
+        self._pushed = (0, np.nan)  # tracks in the last push, and its time
         self._last_slots = np.empty(0, np.int64)
         self.ids = self.alloc("ids", (), np.int64, -1)
         self.active = self.alloc("active", (), bool, False)
@@ -57,11 +58,11 @@ class TrackMemory:
     def slots_for(self, ids: np.ndarray, t: float) -> np.ndarray:
         """Slots of these track ids, giving new ids a fresh slot. The same ids as last
         time (the common case) reuse last time's slots: none of them can have expired."""
-        last = self._last_ids
-        if last is not None and len(last) == len(ids) and np.array_equal(last, ids):
+        key = ids.astype(np.int64, copy=False).tobytes()
+        if key == self._last_ids:
             return self._last_slots
         out = self._lookup(ids, t)
-        self._last_ids, self._last_slots = ids.copy(), out
+        self._last_ids, self._last_slots = key, out
         out.flags.writeable = False  # shared with later frames
         return out
 
@@ -97,6 +98,7 @@ class TrackMemory:
         self.hist_n[slots] = np.minimum(self.hist_n[slots] + 1, self.history)
         self.cls[slots] = classes
         self.last_t[slots] = t
+        self._pushed = (len(slots), t)
 
     def back(self, slots: np.ndarray, k: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
         """(boxes, times) ``k`` recorded frames back (clipped to what is recorded)."""
@@ -119,6 +121,8 @@ class TrackMemory:
 
     def expire(self, t: float, forget_s: float) -> list[tuple[int, int]]:
         """Free the slots of tracks unseen for longer than ``forget_s``; returns (slot, id)."""
+        if self._pushed == (len(self._slot_of), t) and forget_s >= 0:
+            return []  # every live track was just pushed at ``t``: none is stale
         stale = np.nonzero(self.active & (t - self.last_t > forget_s))[0]
         out = []
         if len(stale):

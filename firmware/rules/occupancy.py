@@ -120,15 +120,17 @@ class Intrusion(Rule):
             return
         dwell = ctx.dwell()[:, cols]
         inside = dwell >= max(self.cfg.min_duration_s, 1e-9)
-        # Zone by zone, the people inside: one nonzero over (zone, person), then lists.
-        zz, pp = np.nonzero(inside.T)
-        if len(zz) == 0:
+        # Zone by zone, the people inside: one nonzero over (zone, person), then slices.
+        counts = inside.sum(axis=0).tolist()
+        if not any(counts):
             return
-        hit = np.flatnonzero(np.diff(zz, prepend=-1))  # first entry of each zone
+        ids = ctx.p_ids[np.nonzero(inside.T)[1]].tolist()
         longest = dwell.max(axis=0).tolist()
-        ids = ctx.p_ids[pp].tolist()
-        ends = [*hit[1:].tolist(), len(zz)]
-        for j, a, e in zip(zz[hit].tolist(), hit.tolist(), ends, strict=True):
+        e = 0
+        for j, n in enumerate(counts):
+            if n == 0:
+                continue
+            a, e = e, e + n
             z = int(cols[j])
             sits.observe(
                 (self.name, z),

@@ -43,6 +43,7 @@ class ZoneSet:
         self.index = {n: i for i, n in enumerate(self.names)}
         self.purposes = [z.purpose for z in zones]
         self.inertia = np.array([z.inertia_frames for z in zones], np.int32)
+        self._neg_inertia = -self.inertia
         self.armed = np.array([z.armed for z in zones], bool)
         self.return_window_s = float(return_window_s)
         self.polygons = [np.asarray(z.polygon, np.float64) * (w, h) for z in zones]
@@ -110,9 +111,14 @@ class ZoneSet:
         run = np.where(same, run + step, step)
         run_t = np.where(same, m.z_run_t[slots], t)  # first frame of the current run
         was = m.z_member[slots]
-        now = np.where(was, run > -self.inertia, run >= self.inertia)
-        entered = now & ~was
-        exited = was & ~now
+        now = np.where(was, run > self._neg_inertia, run >= self.inertia)
+        changed = now != was
+        if not changed.any():  # the common case: nobody entered or left a zone
+            m.z_run[slots] = run
+            m.z_run_t[slots] = run_t
+            return changed, changed
+        entered = changed & now
+        exited = changed & was
         if entered.any():
             enter_t = np.where(entered, run_t, m.z_enter_t[slots])
             gap = run_t - m.z_exit_t[slots]
