@@ -22,6 +22,11 @@ _WRISTS = [9, 10]  # COCO keypoints
 _MIN_KP_SCORE = 0.3
 
 
+def _diff(a: np.ndarray) -> np.ndarray:
+    """np.diff along axis 1, without its overhead."""
+    return a[:, 1:] - a[:, :-1]
+
+
 def _unique_sorted(values: np.ndarray, size: int) -> np.ndarray:
     """np.unique for small non-negative ints below ``size``, without its sort."""
     seen = np.zeros(size, bool)
@@ -37,6 +42,9 @@ class Fight(Rule):
         super().__init__(cfg, env)
         self.n = max(3, int(round(cfg.window_s * env.fps)) + 1)
         self.stride = max(1, int(round(cfg.step_s * env.fps)))
+        # Frames back of the window's samples, oldest first: the last frame, and every
+        # stride-th before it within the window.
+        self.backs = np.arange(0, min(self.n, env.mem.history), self.stride)[::-1].copy()
         # pair -> (first agitated time, its frame, last agitated time)
         self.pair_since: dict[tuple[int, int], tuple[float, int, float]] = {}
         self.group_of: dict[int, tuple[int, int]] = {}  # track id -> situation key
@@ -115,18 +123,19 @@ class Fight(Rule):
         in_pair[ii] = True
         in_pair[jj] = True
         members = np.flatnonzero(in_pair)
-        row = np.cumsum(in_pair) - 1  # person index -> row among the members
-        boxes, times = mem.window(ctx.p_slots[members], self.n)  # only the people in pairs
-        # Steps of step_s, not single frames: frame-to-frame box jitter would read as motion.
-        boxes, times = boxes[:, :: -self.stride][:, ::-1], times[:, :: -self.stride][:, ::-1]
+        row = np.zeros(p, np.int64)  # person index -> row among the members
+        row[members] = np.arange(len(members))
+        # Only the people in pairs, at steps of step_s (frame-to-frame box jitter would
+        # read as motion).
+        boxes, times = mem.window_at(ctx.p_slots[members], self.backs)
         cen = (boxes[..., :2] + boxes[..., 2:]) * 0.5  # (M,m,2)
-        size_steps = np.abs(np.diff(boxes[..., 2:] - boxes[..., :2], axis=1)).sum(axis=-1)
+        size_steps = np.abs(_diff(boxes[..., 2:] - boxes[..., :2])).sum(axis=-1)
         wi_, wj_ = row[ii], row[jj]
         # Erratic relative motion: each step's deviation from the pair's mean relative step
         # (two people passing each other move steadily: no agitation). A frame missing in
         # the window gives NaN, and the pair is not judged.
-        steps = np.diff(cen[wi_] - cen[wj_], axis=1)
-        dev = steps - steps.mean(axis=1, keepdims=True)
+        steps = _diff(cen[wi_] - cen[wj_])
+        dev = steps - steps.sum(axis=1, keepdims=True) / steps.shape[1]  # as np.mean does
         moved = np.hypot(dev[..., 0], dev[..., 1]) + 0.5 * (size_steps[wi_] + size_steps[wj_])
         span = times[wi_, -1] - times[wi_, 0]
         arm_rate = (arm[ii] + arm[jj]) * 0.5 * self.env.fps / pair_hm

@@ -109,11 +109,15 @@ class TrackMemory:
     def window(self, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The last ``n`` boxes and times per slot, oldest first: (S,n,4), (S,n); NaN where
         not recorded."""
-        n = min(n, self.history)
-        idx = (self.ptr[slots, None] - np.arange(n - 1, -1, -1)[None, :]) % self.history
+        return self.window_at(slots, np.arange(min(n, self.history) - 1, -1, -1))
+
+    def window_at(self, slots: np.ndarray, backs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes and times ``backs`` recorded frames back per slot (each below ``history``):
+        (S,K,4), (S,K); NaN where not recorded."""
+        idx = (self.ptr[slots, None] - backs[None, :]) % self.history
         boxes = self.hist_box[slots[:, None], idx]
         times = self.hist_t[slots[:, None], idx]
-        missing = np.arange(n - 1, -1, -1)[None, :] >= self.hist_n[slots, None]
+        missing = backs[None, :] >= self.hist_n[slots, None]
         if missing.any():
             boxes = np.where(missing[..., None], np.nan, boxes)
             times = np.where(missing, np.nan, times)

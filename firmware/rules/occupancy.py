@@ -40,6 +40,7 @@ class Crowding(Rule):
     def __init__(self, cfg: CrowdingRule, env: RuleEnv):
         super().__init__(cfg, env)
         self.cols = env.zones.select(cfg.zones, None)
+        self.col_list = self.cols.tolist()
         self.since: dict[int, tuple[float, int]] = {}
 
     def update(self, ctx: FrameContext, sits: Situations) -> None:
@@ -47,16 +48,16 @@ class Crowding(Rule):
             return
         cfg = self.cfg
         member = ctx.member(self.cols)
-        counts = member.sum(axis=0)
-        for j in range(len(self.cols)):
-            z = int(self.cols[j])
-            if counts[j] < cfg.min_people:
-                self.since.pop(z, None)
+        counts = member.sum(axis=0).tolist()
+        for j, z in enumerate(self.col_list):
+            n = counts[j]
+            if n < cfg.min_people:
+                if self.since:
+                    self.since.pop(z, None)
                 continue
             since_t, since_f = self.since.setdefault(z, (ctx.t, ctx.frame))
             if ctx.t - since_t < cfg.min_duration_s - 1e-9:
                 continue
-            n = int(counts[j])
             sits.observe(
                 (self.name, z),
                 ctx.t,

@@ -42,7 +42,7 @@ class ZoneSet:
         self.names = [z.name for z in zones]
         self.index = {n: i for i, n in enumerate(self.names)}
         self.purposes = [z.purpose for z in zones]
-        self.inertia = np.array([z.inertia_frames for z in zones], np.int32)
+        self.inertia = np.array([z.inertia_frames for z in zones], np.int64)  # as the runs
         self._neg_inertia = -self.inertia
         self.armed = np.array([z.armed for z in zones], bool)
         self.return_window_s = float(return_window_s)
