@@ -76,11 +76,21 @@ class FrameContext:
         """(P,Z) bool: people in each zone (with inertia), gathered once per frame; ``cols``
         picks zones (None or every zone: no copy)."""
         if "member" not in self.cache:
-            self.cache["member"] = self.mem.z_member[self.p_slots]
+            self.cache["member"] = self.mem.z_member.take(self.p_slots, axis=0)
         m = self.cache["member"]
         if cols is None or len(cols) == m.shape[1]:
             return m
         return m[:, cols]
+
+    def occupancy(self, cols: np.ndarray | None = None) -> np.ndarray:
+        """(Z,) people in each zone (``cols`` as in :meth:`member`), summed once per frame
+        over every zone."""
+        m = self.member(cols)
+        if m is not self.cache["member"]:
+            return m.sum(axis=0)
+        if "occupancy" not in self.cache:
+            self.cache["occupancy"] = m.sum(axis=0)
+        return self.cache["occupancy"]
 
     def dwell(self) -> np.ndarray:
         """(P,Z) seconds in each zone (see ZoneSet.dwell), computed once per frame."""
@@ -126,7 +136,8 @@ def speeds(mem: TrackMemory, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.
     ok = dt > 0
     denom = np.where(ok, dt * np.maximum(h, 1.0), 1.0)
     v = ((b1[:, :2] + b1[:, 2:]) - (b0[:, :2] + b0[:, 2:])) * 0.5 / denom[:, None]
-    v[~ok] = np.nan
+    if not ok.all():
+        v[~ok] = np.nan
     return v, h
 
 

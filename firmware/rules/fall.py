@@ -74,8 +74,8 @@ class Fall(Rule):
             pose = torso_lying(np.asarray(ctx.keypoints)[ctx.people])
             if pose is not None:
                 upright = np.where(np.isnan(pose), upright, pose == 0)
-        m.fall_moving_t[s] = np.where((speed >= _MOVING) | upright, t, m.fall_moving_t[s])
-        m.fall_upright_t[s] = np.where(upright, t, m.fall_upright_t[s])
+        m.fall_moving_t[s[(speed >= _MOVING) | upright]] = t
+        m.fall_upright_t[s[upright]] = t
         down = ~np.isnan(m.fall_down_t[s])
         lying = still & ~upright
         if not lying.any():  # no onset, and whoever was down is up or moving again

@@ -48,7 +48,7 @@ class Crowding(Rule):
             return
         cfg = self.cfg
         member = ctx.member(self.cols)
-        counts = member.sum(axis=0).tolist()
+        counts = ctx.occupancy(self.cols).tolist()
         for j, z in enumerate(self.col_list):
             n = counts[j]
             if n < cfg.min_people:
@@ -179,7 +179,7 @@ class Footfall(Rule):
         side = lines.side(ctx.p_feet)
         if not self._all_lines:
             side = side[:, self.line_cols]
-        before = m.ff_side[ctx.p_slots]
+        before = m.ff_side.take(ctx.p_slots, axis=0)  # take: faster row gather
         m.ff_side[ctx.p_slots] = side
         # A side is never NaN; a NaN ``before`` (first sight) is no change.
         flipped = np.where(side < 0, before >= 0, before < 0)
@@ -227,8 +227,7 @@ class Footfall(Rule):
             if cross is not None:
                 self._count(ctx, cross, sits)
         if len(self.zone_cols):
-            member = ctx.member(self.zone_cols)
-            occ = member.sum(axis=0)
+            occ = ctx.occupancy(self.zone_cols)
             self.occ_sum += occ
             self.occ_max = np.maximum(self.occ_max, occ)
             ex = (

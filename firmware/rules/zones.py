@@ -105,12 +105,13 @@ class ZoneSet:
             return empty, empty
         raw = self.contains(feet)
         # Signed run length: +k = k frames inside in a row, -k = k frames outside.
-        run = m.z_run[slots]
+        # Row gathers with take: several times faster than fancy indexing on 2-D arrays.
+        run = m.z_run.take(slots, axis=0)
         step = np.where(raw, 1, -1)
         same = (run > 0) == raw
         run = np.where(same, run + step, step)
-        run_t = np.where(same, m.z_run_t[slots], t)  # first frame of the current run
-        was = m.z_member[slots]
+        run_t = np.where(same, m.z_run_t.take(slots, axis=0), t)  # first frame of the current run
+        was = m.z_member.take(slots, axis=0)
         now = np.where(was, run > self._neg_inertia, run >= self.inertia)
         changed = now != was
         if not changed.any():  # the common case: nobody entered or left a zone
@@ -144,8 +145,8 @@ class ZoneSet:
         """(N,Z) seconds in each zone counting earlier visits within the return window; 0
         where the track is not in the zone now."""
         m = self.mem
-        cur = t - m.z_enter_t[slots]
-        return np.where(m.z_member[slots], cur + m.z_acc_s[slots], 0.0)
+        cur = t - m.z_enter_t.take(slots, axis=0)
+        return np.where(m.z_member.take(slots, axis=0), cur + m.z_acc_s.take(slots, axis=0), 0.0)
 
 
 class LineSet:
