@@ -123,7 +123,7 @@ def speeds(mem: TrackMemory, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.
     b1 = mem.hist_box[slots, ptr]
     i0 = (ptr - k) % mem.history
     b0 = mem.hist_box[slots, i0]
-    dt = mem.hist_t[slots, ptr] - mem.hist_t[slots, i0]
+    dt = mem.last_t[slots] - mem.hist_t[slots, i0]  # last_t: the time at ptr, gathered in 1-D
     if n == mem.height_window:
         h = mem.hsum[slots] / np.maximum(np.minimum(known, n), 1)
     else:

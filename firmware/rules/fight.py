@@ -68,7 +68,7 @@ class Fight(Rule):
             return
         b = ctx.p_boxes
         # Steps over the stride (per frame), as the pair test measures them.
-        prev, _ = mem.back(ctx.p_slots, self.stride)  # a new track: its own box, no step
+        prev = mem.back_boxes(ctx.p_slots, self.stride)  # a new track: its own box, no step
         k = 1.0 / self.stride
         twice_c = b[:, :2] + b[:, 2:]  # box centres, doubled
         size = b[:, 2:] - b[:, :2]  # (w, h)

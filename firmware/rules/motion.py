@@ -55,7 +55,7 @@ class Running(Rule):
             & ctx.inside(self.env.frame_size)
         )
         if fast.any():
-            first, _ = mem.back(s[fast], self.n - 1)
+            first = mem.back_boxes(s[fast], self.n - 1)
             fast[fast] = inside_image(first, self.env.frame_size)
         if fast.any():
             fast[fast] = _steady(mem, s[fast], self.n)

@@ -185,7 +185,7 @@ class Footfall(Rule):
         flipped = np.where(side < 0, before >= 0, before < 0)
         if not flipped.any():
             return None
-        prev_box, _ = m.back(ctx.p_slots, 1)
+        prev_box = m.back_boxes(ctx.p_slots, 1)
         return lines.crossings(foot_points(prev_box), ctx.p_feet)[:, self.line_cols]
 
     def _count(self, ctx: FrameContext, cross: np.ndarray, sits: Situations) -> None:
