@@ -114,7 +114,7 @@ class GrabAndRun(Rule):
             return
         cfg, mem, zones = self.cfg, self.env.mem, self.env.zones
         s = ctx.p_slots
-        dwell = ctx.dwell()[:, self.cols]
+        dwell = ctx.dwell().take(self.cols, axis=1)
         at = np.nonzero(dwell.max(axis=1) >= cfg.min_dwell_s)[0]
         if len(at):  # at a high-value zone long enough: remember where and when
             best = np.argmax(dwell[at], axis=1)

@@ -119,7 +119,7 @@ class Intrusion(Rule):
         when = self._when(ctx.t)
         if env.unit_armed is None and not self._closed(when):
             return
-        dwell = ctx.dwell()[:, cols]
+        dwell = ctx.dwell().take(cols, axis=1)
         inside = dwell >= max(self.cfg.min_duration_s, 1e-9)
         # Zone by zone, the people inside: one nonzero over (zone, person), then slices.
         counts = inside.sum(axis=0).tolist()
@@ -178,7 +178,7 @@ class Footfall(Rule):
         lines, m = self.env.lines, self.env.mem
         side = lines.side(ctx.p_feet)
         if not self._all_lines:
-            side = side[:, self.line_cols]
+            side = side.take(self.line_cols, axis=1)
         before = m.ff_side.take(ctx.p_slots, axis=0)  # take: faster row gather
         m.ff_side[ctx.p_slots] = side
         # A side is never NaN; a NaN ``before`` (first sight) is no change.

@@ -110,14 +110,17 @@ class ZoneSet:
         step = np.where(raw, 1, -1)
         same = (run > 0) == raw
         run = np.where(same, run + step, step)
-        run_t = np.where(same, m.z_run_t.take(slots, axis=0), t)  # first frame of the current run
+        m.z_run[slots] = run
+        fresh = ~same
+        if fresh.any():  # a run starts: remember its first frame's time
+            r, c = np.nonzero(fresh)
+            m.z_run_t[slots[r], c] = t
         was = m.z_member.take(slots, axis=0)
         now = np.where(was, run > self._neg_inertia, run >= self.inertia)
         changed = now != was
         if not changed.any():  # the common case: nobody entered or left a zone
-            m.z_run[slots] = run
-            m.z_run_t[slots] = run_t
             return changed, changed
+        run_t = m.z_run_t.take(slots, axis=0)  # first frame of the current run
         entered = changed & now
         exited = changed & was
         if entered.any():
@@ -136,8 +139,6 @@ class ZoneSet:
             m.z_last_visit_s[slots] = np.where(exited, visit, m.z_last_visit_s[slots])
             m.z_exit_t[slots] = np.where(exited, run_t, m.z_exit_t[slots])
             m.z_enter_t[slots] = np.where(exited, np.nan, m.z_enter_t[slots])
-        m.z_run[slots] = run
-        m.z_run_t[slots] = run_t
         m.z_member[slots] = now
         return entered, exited
 
