@@ -98,7 +98,7 @@ class Fight(Rule):
             self._forget(ctx.t, set())
             return
         c = twice_c * 0.5
-        cr = c[rows]
+        cr = c.take(rows, axis=0)
         d = np.hypot(cr[:, None, 0] - c[None, :, 0], cr[:, None, 1] - c[None, :, 1])  # (R,P)
         hm = (h[rows, None] + h[None, :]) * 0.5
         close = (
@@ -117,7 +117,7 @@ class Fight(Rule):
         if len(ii) == 0:
             self._forget(ctx.t, set())
             return
-        pair_d = np.hypot(*(c[ii] - c[jj]).T)
+        pair_d = np.hypot(*(c.take(ii, axis=0) - c.take(jj, axis=0)).T)
         pair_hm = (h[ii] + h[jj]) * 0.5
         in_pair = np.zeros(p, bool)
         in_pair[ii] = True
