@@ -76,11 +76,21 @@ class FrameContext:
         """(P,Z) bool: people in each zone (with inertia), gathered once per frame; ``cols``
         picks zones (None or every zone: no copy)."""
         if "member" not in self.cache:
-            self.cache["member"] = self.mem.z_member[self.p_slots]
+            self.cache["member"] = self.mem.z_member.take(self.p_slots, axis=0)
         m = self.cache["member"]
         if cols is None or len(cols) == m.shape[1]:
             return m
-        return m[:, cols]
+        return m.take(cols, axis=1)  # take: faster than fancy column indexing
+
+    def occupancy(self, cols: np.ndarray | None = None) -> np.ndarray:
+        """(Z,) people in each zone (``cols`` as in :meth:`member`), summed once per frame
+        over every zone."""
+        m = self.member(cols)
+        if m is not self.cache["member"]:
+            return m.sum(axis=0)
+        if "occupancy" not in self.cache:
+            self.cache["occupancy"] = m.sum(axis=0)
+        return self.cache["occupancy"]
 
     def dwell(self) -> np.ndarray:
         """(P,Z) seconds in each zone (see ZoneSet.dwell), computed once per frame."""
@@ -109,11 +119,11 @@ def speeds(mem: TrackMemory, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.
     n = min(n, mem.history)
     ptr = mem.ptr[slots]
     known = mem.hist_n[slots]
-    k = np.clip(known - 1, 0, n - 1)
+    k = np.minimum(np.maximum(known - 1, 0), n - 1)  # np.clip costs more on small arrays
     b1 = mem.hist_box[slots, ptr]
     i0 = (ptr - k) % mem.history
     b0 = mem.hist_box[slots, i0]
-    dt = mem.hist_t[slots, ptr] - mem.hist_t[slots, i0]
+    dt = mem.last_t[slots] - mem.hist_t[slots, i0]  # last_t: the time at ptr, gathered in 1-D
     if n == mem.height_window:
         h = mem.hsum[slots] / np.maximum(np.minimum(known, n), 1)
     else:
@@ -126,7 +136,8 @@ def speeds(mem: TrackMemory, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.
     ok = dt > 0
     denom = np.where(ok, dt * np.maximum(h, 1.0), 1.0)
     v = ((b1[:, :2] + b1[:, 2:]) - (b0[:, :2] + b0[:, 2:])) * 0.5 / denom[:, None]
-    v[~ok] = np.nan
+    if not ok.all():
+        v[~ok] = np.nan
     return v, h
 
 

@@ -127,7 +127,7 @@ class RuleEngine:
         mem.push(slots, boxes, classes, t)
         people = np.nonzero(classes == PERSON)[0]
         p_slots = slots[people]
-        p_boxes = boxes[people]
+        p_boxes = boxes.take(people, axis=0)  # take: faster than fancy row indexing
         p_feet = foot_points(p_boxes)
         entered, exited = self.env.zones.update(p_slots, p_feet, t)
         ctx = FrameContext(

@@ -74,17 +74,20 @@ class Fall(Rule):
             pose = torso_lying(np.asarray(ctx.keypoints)[ctx.people])
             if pose is not None:
                 upright = np.where(np.isnan(pose), upright, pose == 0)
-        m.fall_moving_t[s] = np.where((speed >= _MOVING) | upright, t, m.fall_moving_t[s])
-        m.fall_upright_t[s] = np.where(upright, t, m.fall_upright_t[s])
+        m.fall_moving_t[s[(speed >= _MOVING) | upright]] = t
+        m.fall_upright_t[s[upright]] = t
         down = ~np.isnan(m.fall_down_t[s])
-        if not (still.any() or down.any()):
-            return  # nobody still, nobody down: nothing more to do this frame
+        lying = still & ~upright
+        if not lying.any():  # no onset, and whoever was down is up or moving again
+            if down.any():
+                m.fall_down_t[s[down]] = np.nan
+            return
         flat = (w / h >= cfg.lying_ratio) & ~np.isnan(m.fall_upright_t[s])
         if pose is not None:
             flat = np.where(np.isnan(pose), flat, pose == 1)
         # Onset: someone up and moving a moment ago is now still in a lying posture.
         recent = t - m.fall_moving_t[s] <= cfg.moving_within_s
-        cand = np.nonzero(~down & still & ~upright & recent)[0]
+        cand = np.nonzero(~down & lying & recent)[0]
         if len(cand):
             ref = self._reference(s[cand])
             # The growth cue is for silhouettes seen from above: someone whose box was
@@ -101,11 +104,13 @@ class Fall(Rule):
             m.fall_ref_wh[s[go]] = ref[start]
             m.fall_cue[s[go]] = np.where(flat[go], 1, 2)
             down[go] = True
+        if not down.any():
+            return
         # Staying down: still, and still lying (against the size before the fall).
         ref = m.fall_ref_wh[s]
         grown = (w >= cfg.extent_growth * ref[:, 0]) | (h >= cfg.extent_growth * ref[:, 1])
         cue = m.fall_cue[s]
-        stays = down & still & ~upright & np.where(cue == 2, grown, flat)
+        stays = down & lying & np.where(cue == 2, grown, flat)
         gone = down & ~stays
         m.fall_down_t[s[gone]] = np.nan
         held = stays & (t - m.fall_down_t[s] >= cfg.min_down_s - 1e-9)

@@ -22,6 +22,18 @@ _WRISTS = [9, 10]  # COCO keypoints
 _MIN_KP_SCORE = 0.3
 
 
+def _diff(a: np.ndarray) -> np.ndarray:
+    """np.diff along axis 1, without its overhead."""
+    return a[:, 1:] - a[:, :-1]
+
+
+def _unique_sorted(values: np.ndarray, size: int) -> np.ndarray:
+    """np.unique for small non-negative ints below ``size``, without its sort."""
+    seen = np.zeros(size, bool)
+    seen[values] = True
+    return np.flatnonzero(seen)
+
+
 class Fight(Rule):
     name = "fight"
     cfg: FightRule
@@ -30,6 +42,9 @@ class Fight(Rule):
         super().__init__(cfg, env)
         self.n = max(3, int(round(cfg.window_s * env.fps)) + 1)
         self.stride = max(1, int(round(cfg.step_s * env.fps)))
+        # Frames back of the window's samples, oldest first: the last frame, and every
+        # stride-th before it within the window.
+        self.backs = np.arange(0, min(self.n, env.mem.history), self.stride)[::-1].copy()
         # pair -> (first agitated time, its frame, last agitated time)
         self.pair_since: dict[tuple[int, int], tuple[float, int, float]] = {}
         self.group_of: dict[int, tuple[int, int]] = {}  # track id -> situation key
@@ -53,15 +68,15 @@ class Fight(Rule):
             return
         b = ctx.p_boxes
         # Steps over the stride (per frame), as the pair test measures them.
-        prev, _ = mem.back(ctx.p_slots, self.stride)  # a new track: its own box, no step
+        prev = mem.back_boxes(ctx.p_slots, self.stride)  # a new track: its own box, no step
         k = 1.0 / self.stride
-        step = ((b[:, :2] + b[:, 2:]) - (prev[:, :2] + prev[:, 2:])) * (0.5 * k)
-        mean_step = mem.fight_step[ctx.p_slots]
+        twice_c = b[:, :2] + b[:, 2:]  # box centres, doubled
+        size = b[:, 2:] - b[:, :2]  # (w, h)
+        step = (twice_c - (prev[:, :2] + prev[:, 2:])) * (0.5 * k)
+        mean_step = mem.fight_step.take(ctx.p_slots, axis=0)  # take: faster row gather
         dev = step - mean_step
-        e = np.hypot(dev[:, 0], dev[:, 1]) + (
-            np.abs((b[:, 2] - b[:, 0]) - (prev[:, 2] - prev[:, 0]))
-            + np.abs((b[:, 3] - b[:, 1]) - (prev[:, 3] - prev[:, 1]))
-        ) * (0.5 * k)
+        size_step = np.abs(size - (prev[:, 2:] - prev[:, :2])).sum(axis=1)  # |dw| + |dh|
+        e = np.hypot(dev[:, 0], dev[:, 1]) + size_step * (0.5 * k)
         mem.fight_step[ctx.p_slots] = mean_step + self.alpha * dev
         energy = mem.fight_energy[ctx.p_slots]
         energy += self.alpha * (e - energy)
@@ -74,7 +89,7 @@ class Fight(Rule):
         # Candidate pairs: centres closer than max_distance mean sizes, and not both calm.
         # Person size: the box's longer side (the height of an upright person; still a
         # body length from overhead, where boxes are wider than tall).
-        h = np.maximum(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]), 1.0)
+        h = np.maximum(size.max(axis=1), 1.0)
         big = h >= cfg.min_size_px
         # A pair passes the energy test only if one of its two people does on their own.
         bar = 0.9 * cfg.min_agitation / self.env.fps
@@ -82,8 +97,8 @@ class Fight(Rule):
         if len(rows) == 0:
             self._forget(ctx.t, set())
             return
-        c = (b[:, :2] + b[:, 2:]) * 0.5
-        cr = c[rows]
+        c = twice_c * 0.5
+        cr = c.take(rows, axis=0)
         d = np.hypot(cr[:, None, 0] - c[None, :, 0], cr[:, None, 1] - c[None, :, 1])  # (R,P)
         hm = (h[rows, None] + h[None, :]) * 0.5
         close = (
@@ -97,25 +112,30 @@ class Fight(Rule):
         # Each pair once, as (smaller index, larger index).
         ii, jj = np.minimum(ii, jj), np.maximum(ii, jj)
         if len(ii) > 1:
-            key = np.unique(ii * p + jj)
+            key = _unique_sorted(ii * p + jj, p * p)
             ii, jj = key // p, key % p
         if len(ii) == 0:
             self._forget(ctx.t, set())
             return
-        pair_d = np.hypot(*(c[ii] - c[jj]).T)
+        pair_d = np.hypot(*(c.take(ii, axis=0) - c.take(jj, axis=0)).T)
         pair_hm = (h[ii] + h[jj]) * 0.5
-        members, inv = np.unique(np.concatenate([ii, jj]), return_inverse=True)
-        boxes, times = mem.window(ctx.p_slots[members], self.n)  # only the people in pairs
-        # Steps of step_s, not single frames: frame-to-frame box jitter would read as motion.
-        boxes, times = boxes[:, :: -self.stride][:, ::-1], times[:, :: -self.stride][:, ::-1]
+        in_pair = np.zeros(p, bool)
+        in_pair[ii] = True
+        in_pair[jj] = True
+        members = np.flatnonzero(in_pair)
+        row = np.zeros(p, np.int64)  # person index -> row among the members
+        row[members] = np.arange(len(members))
+        # Only the people in pairs, at steps of step_s (frame-to-frame box jitter would
+        # read as motion).
+        boxes, times = mem.window_at(ctx.p_slots[members], self.backs)
         cen = (boxes[..., :2] + boxes[..., 2:]) * 0.5  # (M,m,2)
-        size_steps = np.abs(np.diff(boxes[..., 2:] - boxes[..., :2], axis=1)).sum(axis=-1)
-        wi_, wj_ = inv[: len(ii)], inv[len(ii) :]
+        size_steps = np.abs(_diff(boxes[..., 2:] - boxes[..., :2])).sum(axis=-1)
+        wi_, wj_ = row[ii], row[jj]
         # Erratic relative motion: each step's deviation from the pair's mean relative step
         # (two people passing each other move steadily: no agitation). A frame missing in
         # the window gives NaN, and the pair is not judged.
-        steps = np.diff(cen[wi_] - cen[wj_], axis=1)
-        dev = steps - steps.mean(axis=1, keepdims=True)
+        steps = _diff(cen[wi_] - cen[wj_])
+        dev = steps - steps.sum(axis=1, keepdims=True) / steps.shape[1]  # as np.mean does
         moved = np.hypot(dev[..., 0], dev[..., 1]) + 0.5 * (size_steps[wi_] + size_steps[wj_])
         span = times[wi_, -1] - times[wi_, 0]
         arm_rate = (arm[ii] + arm[jj]) * 0.5 * self.env.fps / pair_hm

@@ -27,7 +27,7 @@ class Loitering(Rule):
             return
         cfg = self.cfg
         zones = self.env.zones
-        dwell = ctx.dwell()[:, self.cols]
+        dwell = ctx.dwell().take(self.cols, axis=1)
         ii, jj = np.nonzero(dwell >= cfg.threshold_s)
         if len(ii) == 0:
             return

@@ -25,6 +25,9 @@ class TrackMemory:
         self._slot_of: dict[int, int] = {}
         self._free: list[int] = list(range(self.capacity - 1, -1, -1))
         self._specs: dict[str, tuple[tuple[int, ...], Any, Any]] = {}
+        self._last_ids: bytes | None = None  # slots_for's last ids and their slots
+        self._pushed = (0, np.nan)  # tracks in the last push, and its time
+        self._last_slots = np.empty(0, np.int64)
         self.ids = self.alloc("ids", (), np.int64, -1)
         self.active = self.alloc("active", (), bool, False)
         self.cls = self.alloc("cls", (), np.int16, 0)
@@ -53,7 +56,17 @@ class TrackMemory:
         self._free = list(range(self.capacity - 1, old - 1, -1)) + self._free
 
     def slots_for(self, ids: np.ndarray, t: float) -> np.ndarray:
-        """Slots of these track ids, giving new ids a fresh slot."""
+        """Slots of these track ids, giving new ids a fresh slot. The same ids as last
+        time (the common case) reuse last time's slots: none of them can have expired."""
+        key = ids.astype(np.int64, copy=False).tobytes()
+        if key == self._last_ids:
+            return self._last_slots
+        out = self._lookup(ids, t)
+        self._last_ids, self._last_slots = key, out
+        out.flags.writeable = False  # shared with later frames
+        return out
+
+    def _lookup(self, ids: np.ndarray, t: float) -> np.ndarray:
         out = np.empty(len(ids), np.int64)
         slot_of = self._slot_of
         for i, tid in enumerate(ids.tolist()):
@@ -85,21 +98,33 @@ class TrackMemory:
         self.hist_n[slots] = np.minimum(self.hist_n[slots] + 1, self.history)
         self.cls[slots] = classes
         self.last_t[slots] = t
+        self._pushed = (len(slots), t)
 
     def back(self, slots: np.ndarray, k: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
         """(boxes, times) ``k`` recorded frames back (clipped to what is recorded)."""
-        k = np.minimum(np.asarray(k), self.hist_n[slots] - 1)
-        idx = (self.ptr[slots] - k) % self.history
+        idx = self._back_index(slots, k)
         return self.hist_box[slots, idx], self.hist_t[slots, idx]
+
+    def back_boxes(self, slots: np.ndarray, k: np.ndarray | int) -> np.ndarray:
+        """The boxes of :meth:`back` alone (one gather fewer)."""
+        return self.hist_box[slots, self._back_index(slots, k)]
+
+    def _back_index(self, slots: np.ndarray, k: np.ndarray | int) -> np.ndarray:
+        k = np.minimum(np.asarray(k), self.hist_n[slots] - 1)
+        return (self.ptr[slots] - k) % self.history
 
     def window(self, slots: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The last ``n`` boxes and times per slot, oldest first: (S,n,4), (S,n); NaN where
         not recorded."""
-        n = min(n, self.history)
-        idx = (self.ptr[slots, None] - np.arange(n - 1, -1, -1)[None, :]) % self.history
+        return self.window_at(slots, np.arange(min(n, self.history) - 1, -1, -1))
+
+    def window_at(self, slots: np.ndarray, backs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes and times ``backs`` recorded frames back per slot (each below ``history``):
+        (S,K,4), (S,K); NaN where not recorded."""
+        idx = (self.ptr[slots, None] - backs[None, :]) % self.history
         boxes = self.hist_box[slots[:, None], idx]
         times = self.hist_t[slots[:, None], idx]
-        missing = np.arange(n - 1, -1, -1)[None, :] >= self.hist_n[slots, None]
+        missing = backs[None, :] >= self.hist_n[slots, None]
         if missing.any():
             boxes = np.where(missing[..., None], np.nan, boxes)
             times = np.where(missing, np.nan, times)
@@ -107,8 +132,12 @@ class TrackMemory:
 
     def expire(self, t: float, forget_s: float) -> list[tuple[int, int]]:
         """Free the slots of tracks unseen for longer than ``forget_s``; returns (slot, id)."""
+        if self._pushed == (len(self._slot_of), t) and forget_s >= 0:
+            return []  # every live track was just pushed at ``t``: none is stale
         stale = np.nonzero(self.active & (t - self.last_t > forget_s))[0]
         out = []
+        if len(stale):
+            self._last_ids = None
         for s in stale.tolist():
             tid = int(self.ids[s])
             out.append((s, tid))

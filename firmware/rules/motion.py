@@ -43,17 +43,20 @@ class Running(Rule):
         s = ctx.p_slots
         v, h = ctx.speeds(self.n)
         speed = np.hypot(v[:, 0], v[:, 1])
-        # A whole window seen (no start-up transients), and the person wholly in view.
-        first, _ = mem.back(s, self.n - 1)
-        full = (
-            (mem.hist_n[s] >= self.n)
-            & ctx.inside(self.env.frame_size)
-            & inside_image(first, self.env.frame_size)
-        )
         # Someone in (or just out of) a fight is fleeing or chasing at a lower speed.
         fighting = ctx.t - mem.fight_t[s] <= cfg.after_fight_s if hasattr(mem, "fight_t") else False
         limit = np.where(fighting, cfg.after_fight_min_speed, cfg.min_speed)
-        fast = full & (speed >= limit) & (h >= cfg.min_height_px)
+        # Fast, a whole window seen (no start-up transients), and the person wholly in view
+        # now and at the window's start (read only for the fast ones).
+        fast = (
+            (speed >= limit)
+            & (h >= cfg.min_height_px)
+            & (mem.hist_n[s] >= self.n)
+            & ctx.inside(self.env.frame_size)
+        )
+        if fast.any():
+            first = mem.back_boxes(s[fast], self.n - 1)
+            fast[fast] = inside_image(first, self.env.frame_size)
         if fast.any():
             fast[fast] = _steady(mem, s[fast], self.n)
         since = mem.run_since[s]
@@ -111,7 +114,7 @@ class GrabAndRun(Rule):
             return
         cfg, mem, zones = self.cfg, self.env.mem, self.env.zones
         s = ctx.p_slots
-        dwell = ctx.dwell()[:, self.cols]
+        dwell = ctx.dwell().take(self.cols, axis=1)
         at = np.nonzero(dwell.max(axis=1) >= cfg.min_dwell_s)[0]
         if len(at):  # at a high-value zone long enough: remember where and when
             best = np.argmax(dwell[at], axis=1)

@@ -40,6 +40,7 @@ class Crowding(Rule):
     def __init__(self, cfg: CrowdingRule, env: RuleEnv):
         super().__init__(cfg, env)
         self.cols = env.zones.select(cfg.zones, None)
+        self.col_list = self.cols.tolist()
         self.since: dict[int, tuple[float, int]] = {}
 
     def update(self, ctx: FrameContext, sits: Situations) -> None:
@@ -47,16 +48,16 @@ class Crowding(Rule):
             return
         cfg = self.cfg
         member = ctx.member(self.cols)
-        counts = member.sum(axis=0)
-        for j in range(len(self.cols)):
-            z = int(self.cols[j])
-            if counts[j] < cfg.min_people:
-                self.since.pop(z, None)
+        counts = ctx.occupancy(self.cols).tolist()
+        for j, z in enumerate(self.col_list):
+            n = counts[j]
+            if n < cfg.min_people:
+                if self.since:
+                    self.since.pop(z, None)
                 continue
             since_t, since_f = self.since.setdefault(z, (ctx.t, ctx.frame))
             if ctx.t - since_t < cfg.min_duration_s - 1e-9:
                 continue
-            n = int(counts[j])
             sits.observe(
                 (self.name, z),
                 ctx.t,
@@ -118,9 +119,19 @@ class Intrusion(Rule):
         when = self._when(ctx.t)
         if env.unit_armed is None and not self._closed(when):
             return
-        dwell = ctx.dwell()[:, cols]
+        dwell = ctx.dwell().take(cols, axis=1)
         inside = dwell >= max(self.cfg.min_duration_s, 1e-9)
-        for j in np.nonzero(inside.any(axis=0))[0].tolist():
+        # Zone by zone, the people inside: one nonzero over (zone, person), then slices.
+        counts = inside.sum(axis=0).tolist()
+        if not any(counts):
+            return
+        ids = ctx.p_ids[np.nonzero(inside.T)[1]].tolist()
+        longest = dwell.max(axis=0).tolist()
+        e = 0
+        for j, n in enumerate(counts):
+            if n == 0:
+                continue
+            a, e = e, e + n
             z = int(cols[j])
             sits.observe(
                 (self.name, z),
@@ -130,11 +141,11 @@ class Intrusion(Rule):
                 rule=self.name,
                 severity=Severity.ALERT,
                 zone=env.zones.names[z],
-                track_ids=[int(x) for x in ctx.p_ids[inside[:, j]]],
+                track_ids=ids[a:e],
                 grace_s=self.cfg.end_grace_s,
                 explain={
-                    "people": int(inside[:, j].sum()),
-                    "longest_s": float(dwell[:, j].max()),
+                    "people": e - a,
+                    "longest_s": longest[j],
                     "local_time": self._now_text,
                     "armed_by": "hub" if env.unit_armed else "schedule",
                     "open_time": env.schedule.open_time,
@@ -152,23 +163,49 @@ class Footfall(Rule):
         super().__init__(cfg, env)
         self.line_cols = env.lines.select(cfg.lines)
         self.zone_cols = env.zones.select(cfg.zones, None)
+        self._all_lines = len(self.line_cols) == len(env.lines) and bool(
+            (self.line_cols == np.arange(len(env.lines))).all()
+        )
         env.mem.alloc("ff_side", (len(self.line_cols),), np.float64, np.nan)
         self.period_start: float | None = None
         self.period_frame = 0
         self._reset()
 
-    def _crossings(self, ctx: FrameContext) -> np.ndarray:
-        """(P,L) +1 in, -1 out, 0 none since each person's previous frame. Only the side of
-        each line is kept per person; the exact segment test runs for side changes only."""
+    def _crossings(self, ctx: FrameContext) -> np.ndarray | None:
+        """(P,L) +1 in, -1 out, 0 none since each person's previous frame; None when nobody
+        changed side of a line (the common case). Only the side of each line is kept per
+        person; the exact segment test runs for side changes only."""
         lines, m = self.env.lines, self.env.mem
-        side = lines.side(ctx.p_feet)[:, self.line_cols]
-        before = m.ff_side[ctx.p_slots]
+        side = lines.side(ctx.p_feet)
+        if not self._all_lines:
+            side = side.take(self.line_cols, axis=1)
+        before = m.ff_side.take(ctx.p_slots, axis=0)  # take: faster row gather
         m.ff_side[ctx.p_slots] = side
-        flipped = ((before < 0) & (side >= 0)) | ((before >= 0) & (side < 0))
+        # A side is never NaN; a NaN ``before`` (first sight) is no change.
+        flipped = np.where(side < 0, before >= 0, before < 0)
         if not flipped.any():
-            return np.zeros(side.shape, np.int8)
-        prev_box, _ = m.back(ctx.p_slots, 1)
+            return None
+        prev_box = m.back_boxes(ctx.p_slots, 1)
         return lines.crossings(foot_points(prev_box), ctx.p_feet)[:, self.line_cols]
+
+    def _count(self, ctx: FrameContext, cross: np.ndarray, sits: Situations) -> None:
+        """Add this frame's crossings to the counts (and send them as events if asked)."""
+        self.counts[:, 0] += (cross > 0).sum(axis=0)
+        self.counts[:, 1] += (cross < 0).sum(axis=0)
+        if not self.cfg.crossing_events:
+            return
+        for i, j in zip(*np.nonzero(cross), strict=True):
+            ln = int(self.line_cols[j])
+            sits.instant(
+                ctx.t,
+                ctx.frame,
+                type="line_crossing",
+                rule=self.name,
+                severity=Severity.INFO,
+                zone=self.env.lines.names[ln],
+                track_ids=[int(ctx.p_ids[i])],
+                explain={"direction": "in" if cross[i, j] > 0 else "out"},
+            )
 
     def _reset(self) -> None:
         nl, nz = len(self.line_cols), len(self.zone_cols)
@@ -187,24 +224,10 @@ class Footfall(Rule):
             self.period_start, self.period_frame = t, ctx.frame
         if len(self.line_cols) and len(ctx.p_slots):
             cross = self._crossings(ctx)
-            self.counts[:, 0] += (cross > 0).sum(axis=0)
-            self.counts[:, 1] += (cross < 0).sum(axis=0)
-            if self.cfg.crossing_events:
-                for i, j in zip(*np.nonzero(cross), strict=True):
-                    ln = int(self.line_cols[j])
-                    sits.instant(
-                        t,
-                        ctx.frame,
-                        type="line_crossing",
-                        rule=self.name,
-                        severity=Severity.INFO,
-                        zone=env.lines.names[ln],
-                        track_ids=[int(ctx.p_ids[i])],
-                        explain={"direction": "in" if cross[i, j] > 0 else "out"},
-                    )
+            if cross is not None:
+                self._count(ctx, cross, sits)
         if len(self.zone_cols):
-            member = ctx.member(self.zone_cols)
-            occ = member.sum(axis=0)
+            occ = ctx.occupancy(self.zone_cols)
             self.occ_sum += occ
             self.occ_max = np.maximum(self.occ_max, occ)
             ex = (

@@ -92,7 +92,9 @@ class Situations:
             self.open[key] = s
             self.pending.append(s.event(EventPhase.START, t, frame))
             return s
-        ids = sorted(set(s.track_ids) | {int(i) for i in track_ids})
+        ids = sorted({int(i) for i in track_ids})
+        if ids != s.track_ids:  # the common case (same people) needs no union
+            ids = sorted(set(s.track_ids).union(ids))
         changed = severity > s.severity or ids != s.track_ids
         s.severity = max(s.severity, severity)
         s.track_ids = ids

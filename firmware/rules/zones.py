@@ -20,7 +20,12 @@ _EXIT_PURPOSES = ("exit", "entrance", "fire_exit")
 
 def foot_points(boxes: np.ndarray) -> np.ndarray:
     """Bottom-centre of xyxy boxes, (N,2)."""
-    return np.stack(((boxes[:, 0] + boxes[:, 2]) * 0.5, boxes[:, 3]), axis=1)
+    dtype = boxes.dtype if np.issubdtype(boxes.dtype, np.floating) else np.float64
+    out = np.empty((len(boxes), 2), dtype)  # as np.stack would give, without its overhead
+    np.add(boxes[:, 0], boxes[:, 2], out=out[:, 0])
+    out[:, 0] *= 0.5
+    out[:, 1] = boxes[:, 3]
+    return out
 
 
 class ZoneSet:
@@ -37,7 +42,8 @@ class ZoneSet:
         self.names = [z.name for z in zones]
         self.index = {n: i for i, n in enumerate(self.names)}
         self.purposes = [z.purpose for z in zones]
-        self.inertia = np.array([z.inertia_frames for z in zones], np.int32)
+        self.inertia = np.array([z.inertia_frames for z in zones], np.int64)  # as the runs
+        self._neg_inertia = -self.inertia
         self.armed = np.array([z.armed for z in zones], bool)
         self.return_window_s = float(return_window_s)
         self.polygons = [np.asarray(z.polygon, np.float64) * (w, h) for z in zones]
@@ -87,7 +93,7 @@ class ZoneSet:
         straddle = (self._y1 > y) != (self._y2 > y)
         xint = self._x1 + (y - self._y1) * self._slope
         cross = straddle & (x < xint)
-        return (np.add.reduceat(cross.astype(np.int8), self._starts, axis=1) & 1).astype(bool)
+        return np.bitwise_xor.reduceat(cross, self._starts, axis=1)  # parity of crossings
 
     def update(
         self, slots: np.ndarray, feet: np.ndarray, t: float
@@ -99,15 +105,24 @@ class ZoneSet:
             return empty, empty
         raw = self.contains(feet)
         # Signed run length: +k = k frames inside in a row, -k = k frames outside.
-        run = m.z_run[slots]
+        # Row gathers with take: several times faster than fancy indexing on 2-D arrays.
+        run = m.z_run.take(slots, axis=0)
         step = np.where(raw, 1, -1)
         same = (run > 0) == raw
         run = np.where(same, run + step, step)
-        run_t = np.where(same, m.z_run_t[slots], t)  # first frame of the current run
-        was = m.z_member[slots]
-        now = np.where(was, run > -self.inertia, run >= self.inertia)
-        entered = now & ~was
-        exited = was & ~now
+        m.z_run[slots] = run
+        fresh = ~same
+        if fresh.any():  # a run starts: remember its first frame's time
+            r, c = np.nonzero(fresh)
+            m.z_run_t[slots[r], c] = t
+        was = m.z_member.take(slots, axis=0)
+        now = np.where(was, run > self._neg_inertia, run >= self.inertia)
+        changed = now != was
+        if not changed.any():  # the common case: nobody entered or left a zone
+            return changed, changed
+        run_t = m.z_run_t.take(slots, axis=0)  # first frame of the current run
+        entered = changed & now
+        exited = changed & was
         if entered.any():
             enter_t = np.where(entered, run_t, m.z_enter_t[slots])
             gap = run_t - m.z_exit_t[slots]
@@ -124,8 +139,6 @@ class ZoneSet:
             m.z_last_visit_s[slots] = np.where(exited, visit, m.z_last_visit_s[slots])
             m.z_exit_t[slots] = np.where(exited, run_t, m.z_exit_t[slots])
             m.z_enter_t[slots] = np.where(exited, np.nan, m.z_enter_t[slots])
-        m.z_run[slots] = run
-        m.z_run_t[slots] = run_t
         m.z_member[slots] = now
         return entered, exited
 
@@ -133,8 +146,8 @@ class ZoneSet:
         """(N,Z) seconds in each zone counting earlier visits within the return window; 0
         where the track is not in the zone now."""
         m = self.mem
-        cur = t - m.z_enter_t[slots]
-        return np.where(m.z_member[slots], cur + m.z_acc_s[slots], 0.0)
+        cur = t - m.z_enter_t.take(slots, axis=0)
+        return np.where(m.z_member.take(slots, axis=0), cur + m.z_acc_s.take(slots, axis=0), 0.0)
 
 
 class LineSet:
@@ -149,6 +162,7 @@ class LineSet:
         pts = np.array([ln.points for ln in lines], np.float64).reshape(-1, 2, 2) * (w, h)
         self.a = pts[:, 0]
         self.b = pts[:, 1]
+        self._d = self.b - self.a
 
     def __len__(self) -> int:
         return len(self.names)
@@ -160,7 +174,7 @@ class LineSet:
 
     def side(self, pts: np.ndarray) -> np.ndarray:
         """(N,L) signed side of each point: > 0 right of A->B, < 0 left."""
-        d = self.b - self.a
+        d = self._d
         rel = pts[:, None, :] - self.a[None]
         return d[None, :, 0] * rel[..., 1] - d[None, :, 1] * rel[..., 0]
 
