@@ -228,3 +228,21 @@ def test_a_bag_never_seen_with_anyone_needs_require_owner_off():
     events = of_type(run(RuleEngine(strict, SIZE, FPS), [lone], FPS), "left_object")
     assert [e.phase for e in events] == [EventPhase.START, EventPhase.END]
     assert events[0].explain["owner_id"] is None and events[0].track_ids == [60]
+
+
+def test_crowding_reports_the_right_zone_when_zones_are_listed_out_of_order():
+    """A rule naming every zone, in another order than the config, still counts each zone's
+    own people (the crowd stands in ``hall``; ``corner`` stays empty)."""
+    cfg = validate(
+        {
+            "zones": [
+                {"name": "hall", "polygon": ZONE},
+                {"name": "corner", "polygon": [(0.0, 0.0), (0.1, 0.0), (0.1, 0.1)]},
+            ],
+            "rules": {
+                "crowding": {"min_people": 4, "min_duration_s": 10, "zones": ["corner", "hall"]}
+            },
+        }
+    )
+    events = of_type(run(RuleEngine(cfg, SIZE, FPS), group(5, 15.0), FPS), "crowding")
+    assert events and {e.zone for e in events} == {"hall"}

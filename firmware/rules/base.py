@@ -78,7 +78,7 @@ class FrameContext:
         if "member" not in self.cache:
             self.cache["member"] = self.mem.z_member.take(self.p_slots, axis=0)
         m = self.cache["member"]
-        if cols is None or len(cols) == m.shape[1]:
+        if cols is None or (len(cols) == m.shape[1] and _is_identity(cols)):
             return m
         return m.take(cols, axis=1)  # take: faster than fancy column indexing
 
@@ -151,3 +151,9 @@ def inside_image(boxes: np.ndarray, frame_size: tuple[int, int], margin: float =
         & (boxes[:, 2] < w - margin)
         & (boxes[:, 3] < h - margin)
     )
+
+
+def _is_identity(cols: np.ndarray) -> bool:
+    """``cols`` lists every zone in config order (a rule naming all zones, reordered or with a
+    name twice, must not get the unpermuted columns)."""
+    return bool((cols == np.arange(len(cols))).all())
