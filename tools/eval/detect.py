@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     p.add_argument("--tiles", type=int, nargs=2, metavar=("COLS", "ROWS"), help="override tiling")
     p.add_argument("--no-full-frame", action="store_true", help="with tiles: tiles only")
+    p.add_argument(
+        "--no-background", action="store_true", help="without the static-scene (background) prior"
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
         "--threshold",
@@ -337,11 +340,15 @@ def main(argv: list[str] | None = None) -> int:
             upd["full_frame"] = False
         if args.threads:
             upd["threads"] = args.threads
+        if args.no_background:
+            upd["background"] = False
         cfg = DetectorConfig().model_copy(update=upd)
         cfg = DetectorConfig.model_validate(cfg.model_dump())
         det = load_detector(cfg, models_dir=args.models_dir)
         dets = detections_json(det, images, lambda m: print(m, file=sys.stderr))
-        name = f"{det.name} tiles={cfg.tiles} full_frame={cfg.full_frame}"
+        name = (
+            f"{det.name} tiles={cfg.tiles} full_frame={cfg.full_frame} background={cfg.background}"
+        )
     m = person_metrics(gt, dets, args.threshold)
     if args.json:
         print(json.dumps({"dataset": args.dataset, "model": name, **m}))
