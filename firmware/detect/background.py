@@ -160,14 +160,18 @@ class BackgroundModel:
         w, h = frame_size
         boxes = np.asarray(boxes, np.float32)
         ii = cv2.integral(mask.astype(np.uint8))
-        fg, area = self._counts(ii, boxes, frame_size)
+        fg, cells = self._counts(ii, boxes, frame_size)
         half = (boxes[:, 2:] - boxes[:, :2]) * COVERAGE_GROW
-        grown = np.clip(
-            np.concatenate([boxes[:, :2] - half, boxes[:, 2:] + half], 1), 0, [w, h, w, h]
-        )
-        fg_grown, _ = self._counts(ii, grown, frame_size)
-        cover = np.where(fg_grown > 0, fg / np.maximum(fg_grown, 1), 1.0)
-        return fg / area, np.clip(cover, 0, 1).astype(np.float32)
+        grown = np.concatenate([boxes[:, :2] - half, boxes[:, 2:] + half], 1)
+        grown = np.clip(grown, 0, [w, h, w, h])
+        fg_grown, cells_grown = self._counts(ii, grown, frame_size)
+        frac, frac_grown = fg / cells, fg_grown / cells_grown
+        # foreground areas as fraction x box area in frame pixels: cells rounded outwards
+        # would otherwise credit a small box with its neighbours' foreground
+        area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+        inside, around = frac * area(boxes), frac_grown * area(grown)
+        cover = np.where(around > 0, inside / np.maximum(around, 1e-6), 1.0)
+        return frac.astype(np.float32), np.clip(cover, 0, 1).astype(np.float32)
 
     def refine_boxes(
         self, mask: np.ndarray, boxes: np.ndarray, frame_size: tuple[int, int], amount: float
