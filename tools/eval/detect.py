@@ -287,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-background", action="store_true", help="without the static-scene (background) prior"
     )
+    p.add_argument(
+        "--live-background",
+        action="store_true",
+        help="learn each camera's background online in file order (as a unit does) instead of "
+        "warming it up from all of the camera's images first",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
         "--threshold",
@@ -345,10 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = DetectorConfig().model_copy(update=upd)
         cfg = DetectorConfig.model_validate(cfg.model_dump())
         det = load_detector(cfg, models_dir=args.models_dir)
-        dets = detections_json(det, images, lambda m: print(m, file=sys.stderr))
-        name = (
-            f"{det.name} tiles={cfg.tiles} full_frame={cfg.full_frame} background={cfg.background}"
+        dets = detections_json(
+            det, images, lambda m: print(m, file=sys.stderr), live=args.live_background
         )
+        bg = ("live" if args.live_background else "on") if cfg.background else "off"
+        name = f"{det.name} tiles={cfg.tiles} full_frame={cfg.full_frame} background={bg}"
     m = person_metrics(gt, dets, args.threshold)
     if args.json:
         print(json.dumps({"dataset": args.dataset, "model": name, **m}))

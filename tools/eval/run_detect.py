@@ -65,9 +65,11 @@ def camera_groups(files: list[Path]) -> list[list[Path]]:
     return list(groups.values())
 
 
-def detections_json(det, folder: Path, progress=None) -> list[dict]:
+def detections_json(det, folder: Path, progress=None, live: bool = False) -> list[dict]:
     """COCO results for every image under ``folder`` (score >= 0.05); with the background
-    prior, camera by camera (see the module docstring)."""
+    prior, camera by camera (see the module docstring). ``live``: learn each camera's
+    background online from its images in file order instead (as the unit does from its
+    frames), so its first images are scored during warm-up."""
     results = []
     files = image_files(folder)
     if getattr(det, "background", None) is not None:
@@ -80,7 +82,10 @@ def detections_json(det, folder: Path, progress=None) -> list[dict]:
     warmed = None
     for i, (f, group) in enumerate(order):
         if group is not None and group is not warmed:
-            det.warm_up(_read(g) for g in group)
+            if live:
+                det.reset_background()
+            else:
+                det.warm_up(_read(g) for g in group)
             warmed = group
         img = _read(f)
         d = det.detect(img, score_threshold=EVAL_SCORE)
