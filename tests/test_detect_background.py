@@ -98,6 +98,29 @@ def test_confirmed_still_person_does_not_fade_but_an_unconfirmed_one_does():
     assert fg_free < 0.1
 
 
+def test_live_model_relearns_after_the_camera_moved():
+    rng = np.random.default_rng(6)
+    scene, moved = _scene(), _unrelated(7)
+    bg = BackgroundModel(warmup_frames=10, relearn_after=20)
+    for _ in range(12):
+        f = _frame(scene, None, rng)
+        bg.update(f, mask=bg.mask(f))
+    assert bg.ready and bg.stable(bg.mask(_frame(scene, None, rng)))
+    for i in range(20):  # the camera now sees something else: no prior, then learn it anew
+        f = _frame(moved, None, rng)
+        m = bg.mask(f)
+        assert not bg.stable(m)
+        bg.update(f, mask=m)
+        assert bg.frames_seen == (1 if i == 19 else 13 + i)
+    for _ in range(9):
+        f = _frame(moved, None, rng)
+        bg.update(f, mask=bg.mask(f))
+    f = _frame(moved, (300, 200), rng)
+    m = bg.mask(f)
+    assert bg.ready and bg.stable(m)
+    assert bg.evidence(m, _box((300, 200)), (W, H))[0][0] > 0.5
+
+
 def test_stills_warm_up_fixed_camera_vs_unrelated_pictures():
     rng = np.random.default_rng(3)
     scene = _scene()

@@ -39,6 +39,7 @@ class BackgroundModel:
         warmup_frames: int = 25,
         max_foreground: float = 0.4,
         min_stills: int = 8,
+        relearn_after: int = 50,
     ) -> None:
         self.width = width
         self.threshold = threshold
@@ -46,6 +47,8 @@ class BackgroundModel:
         self.warmup_frames = warmup_frames
         self.max_foreground = max_foreground
         self.min_stills = min_stills
+        self.relearn_after = relearn_after
+        self.unstable_run = 0  # consecutive live frames that did not match the background
         self.from_stills = False
         self.background: np.ndarray | None = None  # (h, w, 3) float32
         self.frames_seen = 0
@@ -63,6 +66,7 @@ class BackgroundModel:
         self.frames_seen = 0
         self.scene_stable = True
         self.from_stills = False
+        self.unstable_run = 0
 
     def warm_up(self, images: Iterable[np.ndarray], max_images: int = 200) -> None:
         """Background = per-pixel median of one fixed camera's stills (what the running model
@@ -98,13 +102,22 @@ class BackgroundModel:
             return None
         return self._mask_small(small)
 
-    def update(self, image_bgr: np.ndarray, keep: np.ndarray | None = None) -> None:
+    def update(
+        self, image_bgr: np.ndarray, keep: np.ndarray | None = None, mask: np.ndarray | None = None
+    ) -> None:
         """Live update with one frame: each background pixel steps ``step`` grey levels
         towards it (16x faster during warm-up, so the first frame's people wash out); cells
         inside ``keep`` boxes (frame pixels, xyxy: confirmed people) are not updated, so a
-        detected person who stands still does not fade into the background."""
+        detected person who stands still does not fade into the background. ``mask``: this
+        frame's foreground mask; after ``relearn_after`` frames in a row with most pixels
+        foreground (the camera was moved or the scene rearranged) the scene is learnt anew."""
         small = self._small(image_bgr)
-        if self.background is None or self.background.shape != small.shape:
+        if mask is not None and self.ready and float(mask.mean()) > self.max_foreground:
+            self.unstable_run += 1
+        else:
+            self.unstable_run = 0
+        relearn = self.unstable_run >= self.relearn_after
+        if self.background is None or self.background.shape != small.shape or relearn:
             self.reset()
             self.background = small
             self.frames_seen = 1

@@ -205,7 +205,7 @@ class Detector:
             det.boxes[p] = bg.refine_boxes(mask, det.boxes[p], (w, h), cfg.background_refine)
         if self.live_background:
             confirmed = (det.classes == PERSON) & (det.scores >= cfg.score_threshold)
-            bg.update(image, keep=det.boxes[confirmed] if applied else None)
+            bg.update(image, keep=det.boxes[confirmed] if applied else None, mask=mask)
         return det
 
 
