@@ -183,9 +183,10 @@ def test_real_detector_unrelated_coco_images_unchanged():
 
 @needs_coco
 @pytest.mark.data
-def test_real_detector_live_walking_person_kept_and_static_poster_dropped():
+def test_real_detector_live_walking_person_kept_and_static_poster_demoted():
     """A real person (cut from a COCO picture) walks across a fixed scene while the same
-    person stands printed on a poster: after warm-up the poster is gone, the walker stays."""
+    person stands printed on a poster: after warm-up the walker stays; the poster is dropped
+    when the prior may demote, and kept (never lowered) with the default protection."""
     src = cv2.imread(str(COCO / "000000000036.jpg"))  # one large person
     person = cv2.resize(src[60:600, 0:420], (70, 90 * 70 // 78))
     ph, pw = person.shape[:2]
@@ -194,7 +195,11 @@ def test_real_detector_live_walking_person_kept_and_static_poster_dropped():
     )
     poster = (500, 40)
     scene[poster[1] : poster[1] + ph, poster[0] : poster[0] + pw] = person
-    det = load_detector(
+    det = load_detector(  # the prior may demote: the poster drops out
+        DetectorConfig(threads=1, background_warmup_frames=20, background_protect_score=1.0),
+        models_dir=MODELS_DIR,
+    )
+    safe = load_detector(  # the default: the prior only lifts, the poster keeps its score
         DetectorConfig(threads=1, background_warmup_frames=20), models_dir=MODELS_DIR
     )
     off = load_detector(DetectorConfig(threads=1, background=False), models_dir=MODELS_DIR)
@@ -220,8 +225,11 @@ def test_real_detector_live_walking_person_kept_and_static_poster_dropped():
     assert hits(before, poster_box) and hits(before, walker)  # the detector sees both
     for i in range(24):
         img, walker = frame(i)
-        d = det.detect(img)
-    assert det.background_applied and det.background.ready
-    assert hits(d, walker)
+        d, ds = det.detect(img), safe.detect(img)
+    assert det.background_applied and det.background.ready and safe.background_applied
+    assert hits(d, walker) and hits(ds, walker)
     assert not hits(d, poster_box)
+    assert hits(ds, poster_box)  # a still person the detector finds on its own stays
+    raw = off.detect(img)
+    assert ds.scores.max() >= raw.scores.max()  # lifted, never lowered
     assert "background" in det.last_timings

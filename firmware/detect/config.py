@@ -94,6 +94,10 @@ class DetectorConfig(Section):
         0.02,
         description="With the prior, person candidates are decoded down to this detector score before re-scoring",
     )
+    background_protect_score: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.05,
+        description="Person candidates the detector alone scores at least this are never lowered by the prior, only lifted (so the anonymiser, which masks down to [privacy].min_score, never loses a person the detector found); 1 = the prior may also demote and drop static candidates",
+    )
     background_nms_iou: Annotated[float, Field(gt=0, le=1)] = Field(
         0.45,
         description="NMS overlap for re-scored people (the prior keeps many low-score duplicates alive; a lower overlap merges them)",

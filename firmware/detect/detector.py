@@ -182,9 +182,10 @@ class Detector:
             assert mask is not None
             fg, cover = bg.evidence(mask, boxes[person], (w, h))
             scores = scores.copy()
-            scores[person] = rescore(
-                scores[person], fg, cover, cfg.background_weight, cfg.background_full
-            )
+            raw = scores[person]
+            new = rescore(raw, fg, cover, cfg.background_weight, cfg.background_full)
+            kept = raw >= cfg.background_protect_score  # never lowered: privacy fails closed
+            scores[person] = np.where(kept, np.maximum(raw, new), new)
         ok = scores >= thr
         boxes, scores, ids, person = boxes[ok], scores[ok], ids[ok], person[ok]
         if applied:
