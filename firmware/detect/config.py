@@ -57,7 +57,7 @@ class DetectorConfig(Section):
     )
     background: bool = Field(
         True,
-        description="Static-scene prior for a fixed camera: re-score person candidates by how much of each box differs from a background model of the scene (furniture drops out, moving people rise); applied after warm-up and only while the scene is stable. Turn off for a moving camera",
+        description="Static-scene prior for a fixed camera: re-score person candidates by how much of each box differs from a background model of the scene (moving people rise above static furniture); applied after warm-up and only while the scene is stable. Turn off for a moving camera",
     )
     background_width: Annotated[int, Field(ge=32, le=640)] = Field(
         160, description="Width in pixels of the low-resolution background model"
