@@ -70,3 +70,18 @@ def test_vigil_eval_detect_bad_folder_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("vigil-eval detect: error:") and "does not exist" in err
     assert len(err.splitlines()) == 1
+
+
+def test_camera_groups_by_folder_and_size(tmp_path):
+    import cv2
+    import numpy as np
+
+    from tools.eval.run_detect import camera_groups, image_files
+
+    for name, shape in [("a/1", (288, 384)), ("a/2", (288, 384)), ("a/3", (480, 640)),
+                        ("b/1", (288, 384)), ("4", (288, 384))]:  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.zeros((*shape, 3), np.uint8))
+    groups = camera_groups(image_files(tmp_path))
+    names = sorted(sorted(f.relative_to(tmp_path).as_posix() for f in g) for g in groups)
+    assert names == [["4.png"], ["a/1.png", "a/2.png"], ["a/3.png"], ["b/1.png"]]

@@ -284,6 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     p.add_argument("--tiles", type=int, nargs=2, metavar=("COLS", "ROWS"), help="override tiling")
     p.add_argument("--no-full-frame", action="store_true", help="with tiles: tiles only")
+    p.add_argument(
+        "--no-background", action="store_true", help="without the static-scene (background) prior"
+    )
+    p.add_argument(
+        "--live-background",
+        action="store_true",
+        help="learn each camera's background online in file order (as a unit does) instead of "
+        "warming it up from all of the camera's images first",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
         "--threshold",
@@ -337,11 +346,16 @@ def main(argv: list[str] | None = None) -> int:
             upd["full_frame"] = False
         if args.threads:
             upd["threads"] = args.threads
+        if args.no_background:
+            upd["background"] = False
         cfg = DetectorConfig().model_copy(update=upd)
         cfg = DetectorConfig.model_validate(cfg.model_dump())
         det = load_detector(cfg, models_dir=args.models_dir)
-        dets = detections_json(det, images, lambda m: print(m, file=sys.stderr))
-        name = f"{det.name} tiles={cfg.tiles} full_frame={cfg.full_frame}"
+        dets = detections_json(
+            det, images, lambda m: print(m, file=sys.stderr), live=args.live_background
+        )
+        bg = ("live" if args.live_background else "on") if cfg.background else "off"
+        name = f"{det.name} tiles={cfg.tiles} full_frame={cfg.full_frame} background={bg}"
     m = person_metrics(gt, dets, args.threshold)
     if args.json:
         print(json.dumps({"dataset": args.dataset, "model": name, **m}))

@@ -4,6 +4,12 @@ Every detection with score >= 0.05 (COCO evaluation needs the low-score tail), u
 unit's default detector configuration (or a site config's ``[detector]`` with ``--config``).
 ``image_id`` is the file name stem; for images in subfolders it is the relative path
 without suffix (``Walk1/0236``), so names stay unique.
+
+With the detector's background prior on (the default), the images are stills of fixed
+cameras: each sub-folder and image size is one camera, whose background is warmed up from
+all of that camera's images before they are scored (a unit has watched its scene for hours).
+A camera with fewer than ``background_min_stills`` images, or whose images are not one
+fixed scene (unrelated pictures), is scored without the prior.
 """
 
 from __future__ import annotations
@@ -42,17 +48,46 @@ def image_id(folder: Path, f: Path) -> str:
     return f.relative_to(folder).with_suffix("").as_posix()
 
 
-def detections_json(det, folder: Path, progress=None) -> list[dict]:
-    """COCO results for every image under ``folder`` (score >= 0.05)."""
+def _read(f: Path):
     import cv2
 
+    img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"cannot read image {f}")
+    return img
+
+
+def camera_groups(files: list[Path]) -> list[list[Path]]:
+    """Files grouped as one fixed camera each: same folder and same image size, in order."""
+    groups: dict[tuple[str, tuple[int, ...]], list[Path]] = {}
+    for f in files:
+        groups.setdefault((str(f.parent), _read(f).shape), []).append(f)
+    return list(groups.values())
+
+
+def detections_json(det, folder: Path, progress=None, live: bool = False) -> list[dict]:
+    """COCO results for every image under ``folder`` (score >= 0.05); with the background
+    prior, camera by camera (see the module docstring). ``live``: learn each camera's
+    background online from its images in file order instead (as the unit does from its
+    frames), so its first images are scored during warm-up."""
     results = []
     files = image_files(folder)
+    if getattr(det, "background", None) is not None:
+        order = []
+        for group in camera_groups(files):
+            order += [(f, group) for f in group]
+    else:
+        order = [(f, None) for f in files]
     t0 = time.monotonic()
-    for i, f in enumerate(files):
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"cannot read image {f}")
+    warmed = None
+    for i, (f, group) in enumerate(order):
+        if group is not None and group is not warmed:
+            if live:
+                det.reset_background()
+            else:
+                det.warm_up(_read(g) for g in group)
+            warmed = group
+        img = _read(f)
         d = det.detect(img, score_threshold=EVAL_SCORE)
         iid = image_id(folder, f)
         for (x1, y1, x2, y2), s, c in zip(
@@ -86,7 +121,11 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         cfg = cfg.model_copy(update={"model": args.model})
     det = load_detector(cfg, models_dir=args.models_dir or MODELS_DIR)
-    print(f"vigil-eval detect: {det.name} ({det.backend}), tiles {cfg.tiles}", file=sys.stderr)
+    print(
+        f"vigil-eval detect: {det.name} ({det.backend}), tiles {cfg.tiles}, "
+        f"background prior {'on' if cfg.background else 'off'}",
+        file=sys.stderr,
+    )
     res = detections_json(det, args.images, lambda m: print(m, file=sys.stderr))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res))
