@@ -205,7 +205,10 @@ class FrameLoop:
             self.inference_failing = True
             return Detections.empty()
         timings = getattr(s.detector, "last_timings", None) or {}
-        m.add("preprocess", float(timings.get("preprocess", 0.0)))
+        m.add(
+            "preprocess",
+            float(timings.get("preprocess", 0.0)) + float(timings.get("background", 0.0)),
+        )
         m.add("inference", float(timings.get("inference", 0.0)) + float(timings.get("decode", 0.0)))
         if self.inference_failing:
             log.info("inference recovered")

@@ -1,4 +1,9 @@
-"""Per-stage timing of the frame loop, for the end-of-run summary and the hub's metrics."""
+"""Per-stage timing of the frame loop, for the end-of-run summary and the hub's metrics.
+
+capture: waiting for and decoding the next frame (in a paced replay, mostly waiting);
+preprocess: resizing for the model and the detector's static-scene (background) prior;
+inference: the model and its decoder; privacy: anonymising and recording.
+"""
 
 from __future__ import annotations
 
