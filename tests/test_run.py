@@ -183,9 +183,11 @@ def test_invalid_config_is_refused_with_every_problem(tmp_path):
 class Subscriber:
     """A separate MQTT client that collects what the unit publishes under vigil/#."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, persistent: bool = False):
         self.messages: list[tuple[str, bytes]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-hub")
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="test-hub", clean_session=not persistent
+        )
         self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, m.payload))
         self.port = port
         self.subscribed = threading.Event()
@@ -240,29 +242,39 @@ def test_events_reach_a_real_broker_as_cbor(broker, tmp_path):
 
 
 def test_unreachable_broker_at_start_keeps_running_and_delivers_later(tmp_path):
-    from tests.support.broker import MosquittoBroker, free_port
+    from tests.support.broker import MosquittoBroker
 
-    port = free_port()
-    loaded = apply_overrides(load(demo_site(tmp_path)), RunOptions(mqtt=f"mqtt://127.0.0.1:{port}"))
+    # The hub keeps a persistent session (as a production hub does), so what the unit sends
+    # while the hub is still reconnecting is queued for it by the broker.
+    b = MosquittoBroker(persistence=True)
+    b.start()
+    hub = Subscriber(b.port, persistent=True).start()
+    hub.stop()
+    b.stop()  # the broker is down when the unit starts
+    loaded = apply_overrides(load(demo_site(tmp_path)), RunOptions(mqtt=b.url))
     unit = build_unit(loaded, RunOptions(fast=True, max_frames=80, watchdog=False))
     unit.link.start()
     try:
         result = unit.loop.run()
         assert result.frames == 80  # the unit kept going without a broker
-        assert unit.link.outbox.depth() > 0  # and kept its events
-        with MosquittoBroker(port=port) as b:
-            sub = Subscriber(b.port).start()
-            try:
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline and unit.link.outbox.depth() > 0:
-                    time.sleep(0.1)
-                time.sleep(0.5)
-            finally:
-                sub.stop()
-            assert unit.link.outbox.depth() == 0
-            assert any(e["type"] == "loitering" for e in sub.events())
+        produced = unit.link.outbox.depth()
+        assert produced > 0  # and kept its events
+        b.start()
+        hub = Subscriber(b.port, persistent=True).start()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(hub.events()) < produced:
+                time.sleep(0.1)
+        finally:
+            hub.stop()
+        assert unit.link.outbox.depth() == 0
+        events = hub.events()
+        assert len(events) == produced
+        assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+        assert any(e["type"] == "loitering" for e in events)
     finally:
         unit.link.stop(clean=True)
+        b.__exit__()
 
 
 # -- deterrent: a gpiozero output on a mock pin ---------------------------------------------------
