@@ -35,11 +35,13 @@ MEDIAPIPE_FILES = {  # model name -> member of the wheel
 # NanoDet builds: (int8, float) names -> input (width, height); one graph, fixed input size.
 NANODET = {
     ("nanodet-m-416-int8", "nanodet-m-416-float"): (416, 416),
-    ("nanodet-m-544x416-int8", "nanodet-m-544x416-float"): (544, 416),  # 4:3 cameras
+    ("nanodet-m-512x384-int8", "nanodet-m-512x384-float"): (512, 384),  # 4:3 cameras (default)
+    ("nanodet-m-544x416-int8", "nanodet-m-544x416-float"): (544, 416),  # 4:3, not committed
 }
 ALL = [
-    "nanodet-m-416-int8", "nanodet-m-416-float", "nanodet-m-544x416-int8",
-    "nanodet-m-544x416-float", "movenet-multipose-int8", "movenet-multipose-decode",
+    "nanodet-m-416-int8", "nanodet-m-416-float", "nanodet-m-512x384-int8",
+    "nanodet-m-512x384-float", "nanodet-m-544x416-int8", "nanodet-m-544x416-float",
+    "movenet-multipose-int8", "movenet-multipose-decode",
     "movenet-multipose-float", "blazeface-full", "blazeface-short",
 ]  # fmt: skip
 
