@@ -13,6 +13,7 @@ import pytest
 
 from firmware.config import validate
 from firmware.console import ConsoleServer
+from firmware.detect.config import DetectorConfig
 from firmware.deter import DeterrentController
 from firmware.diag import Diagnostics, UnitProbe, run_selftest
 from firmware.paths import MODELS_DIR, REPO_ROOT
@@ -58,9 +59,7 @@ class ReplayUnit:
         from firmware.track import Tracker
 
         self.reader = FrameReader(open_source_factory(str(CLIP), cfg.camera), paced=True, loop=True)
-        self.detector = load_detector(
-            cfg.detector.model_copy(update={"model": "nanodet-m-416-int8"})
-        )
+        self.detector = load_detector(cfg.detector)
         self.reader.start()
         self.tracker = Tracker(cfg.tracker, fps=self.reader.fps)
         self.probe = probe
@@ -137,7 +136,7 @@ def test_selftest_over_serial_reports_every_check_and_the_broken_ones(
     assert code == 1 and report["ok"] is False
     assert checks["frames"]["ok"] and checks["frames"]["value"] > 0
     assert not checks["model"]["ok"] and "manifest" in checks["model"]["hint"]
-    assert "nanodet-m-416-int8" in checks["model"]["detail"]
+    assert DetectorConfig().model in checks["model"]["detail"]
     assert checks["output:light"]["ok"] and "feedback input" in checks["output:light"]["detail"]
     relay = checks["output:relay"]
     assert not relay["ok"] and "stuck off" in relay["detail"] and "wiring of relay" in relay["hint"]
@@ -163,7 +162,7 @@ def test_selftest_passes_model_and_fails_broker_when_down(tmp_path, mock_pins):
     with ReplayUnit(cfg, probe):
         checks = {c["name"]: c for c in run_selftest(probe, toggle_outputs=False)}
     assert checks["model"]["ok"] and checks["model"]["value"] > 0
-    assert "nanodet-m-416-int8 on" in checks["model"]["detail"]
+    assert f"{DetectorConfig().model} on" in checks["model"]["detail"]
     assert not checks["broker"]["ok"] and "outbox" in checks["broker"]["hint"]
     assert checks["outputs"]["ok"] and "not toggled" in checks["outputs"]["detail"]
 

@@ -17,6 +17,7 @@ import pytest
 
 from firmware.commands.run import DEMO_CONFIG
 from firmware.config import load
+from firmware.detect.config import DetectorConfig
 from firmware.paths import MODELS_DIR
 from firmware.unit import RunOptions, apply_overrides, build_unit
 
@@ -152,7 +153,7 @@ def test_missing_model_is_refused_clearly(tmp_path):
 def test_corrupt_model_is_refused_clearly(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(MODELS_DIR, models)
-    target = next(models.glob("nanodet*.tflite"))
+    target = models / f"{DetectorConfig().model}.tflite"  # the model the unit loads
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
