@@ -10,7 +10,14 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from firmware.config.base import Point, PosSeconds, Section, ZonePurpose
+from firmware.config.base import (
+    Point,
+    PosSeconds,
+    Section,
+    ZonePurpose,
+    check_in_image,
+    check_polygon,
+)
 from firmware.detect.config import DetectorConfig
 from firmware.deter.boards import BoardName
 from firmware.deter.config import DeterrenceConfig, DeterrentConfig, check_outputs
@@ -88,13 +95,7 @@ class ZoneConfig(Section):
     @field_validator("polygon")
     @classmethod
     def _polygon_ok(cls, pts: list[Point]) -> list[Point]:
-        if len(pts) < 3:
-            raise ValueError(f"a zone needs at least 3 points, got {len(pts)}")
-        for i, (x, y) in enumerate(pts):
-            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(
-                    f"point {i} ({x}, {y}) is outside the image (coordinates are 0..1)"
-                )
+        check_polygon(pts, "a zone")
         if _self_intersects(pts):
             raise ValueError("polygon edges cross each other (self-intersecting)")
         if abs(_area(pts)) < 1e-6:
@@ -113,11 +114,7 @@ class LineConfig(Section):
     @field_validator("points")
     @classmethod
     def _points_ok(cls, pts: tuple[Point, Point]) -> tuple[Point, Point]:
-        for i, (x, y) in enumerate(pts):
-            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(
-                    f"point {i} ({x}, {y}) is outside the image (coordinates are 0..1)"
-                )
+        check_in_image(pts)
         if pts[0] == pts[1]:
             raise ValueError("the two points are the same")
         return pts

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from firmware.config.base import Point, Section
+from firmware.config.base import Point, Section, check_polygon
 
 
 class StaticMaskConfig(Section):
@@ -22,13 +22,7 @@ class StaticMaskConfig(Section):
     @field_validator("polygon")
     @classmethod
     def _polygon_ok(cls, pts: list[Point]) -> list[Point]:
-        if len(pts) < 3:
-            raise ValueError(f"a static mask needs at least 3 points, got {len(pts)}")
-        for i, (x, y) in enumerate(pts):
-            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(
-                    f"point {i} ({x}, {y}) is outside the image (coordinates are 0..1)"
-                )
+        check_polygon(pts, "a static mask")
         return pts
 
 
