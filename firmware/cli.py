@@ -18,23 +18,23 @@ SUBCOMMANDS = {
 }
 
 
+def add_subcommands(sub, package: str, table: dict[str, tuple[str, str]]) -> dict:
+    """One sub-parser per ``table`` entry (name -> (module in ``package``, help)); each module
+    brings ``add_arguments(parser)`` and ``run(args) -> int``. Returns name -> module."""
+    modules = {}
+    for name, (module, help_text) in table.items():
+        mod = importlib.import_module(f"{package}.{module}")
+        mod.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        modules[name] = mod
+    return modules
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="vigil", description="Vigil in-store camera firmware")
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules = {}
-    for name, (module, help_text) in SUBCOMMANDS.items():
-        try:
-            mod = importlib.import_module(f"firmware.commands.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"firmware.commands.{module}":
-                raise
-            continue
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        mod.add_arguments(p)
-        modules[name] = mod
-    return parser, modules
+    return parser, add_subcommands(sub, "firmware.commands", SUBCOMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

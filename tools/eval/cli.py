@@ -1,14 +1,16 @@
 """`vigil-eval`: run the unit's own stages offline on evaluation inputs.
 
 Each subcommand lives in its own module, ``tools/eval/run_<name>.py``, exposing
-``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches.
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches
+(``firmware.cli.add_subcommands``, as `vigil` does).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+
+from firmware.cli import add_subcommands
 
 SUBCOMMANDS = {
     "detect": (
@@ -33,17 +35,7 @@ SUBCOMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vigil-eval", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    modules = {}
-    for name, (module, help_text) in SUBCOMMANDS.items():
-        try:
-            mod = importlib.import_module(f"tools.eval.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"tools.eval.{module}":
-                raise
-            continue
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        mod.add_arguments(p)
-        modules[name] = mod
+    modules = add_subcommands(sub, "tools.eval", SUBCOMMANDS)
     args = parser.parse_args(argv)
     try:
         return int(modules[args.command].run(args) or 0)
