@@ -231,6 +231,47 @@ def test_decoder_non_square_grid_is_row_major_over_the_width():
         NanoDetDecoder((416, 416))(_nanodet_outputs(544, 416, {}), 0.3)
 
 
+def test_flip_merge_puts_the_mirror_view_back_in_place():
+    # A person in cell (row 5, column 30) of the 544x416 stride-16 grid (34 columns), with
+    # l, t, r, b = 2, 3, 4, 5 strides. In the mirror image the same person sits in column
+    # 34 - 1 - 30 = 3 with left and right swapped. Merged, both views agree on one box.
+    dec = NanoDetDecoder((544, 416), class_ids=(1,))
+    outs = _nanodet_outputs(544, 416, {16: (5, 30)})
+    mirror = _nanodet_outputs(544, 416, {})
+    cls, reg = mirror[2], mirror[3]  # stride 16
+    cell = 5 * 34 + 3
+    cls[0, cell, 0] = 0.5
+    for side, dist in enumerate((4, 3, 2, 5)):
+        reg[0, cell, side * 11 + dist] = 20.0
+    boxes, scores, _ = dec(outs, 0.3, mirrored=mirror)
+    c = (30.5 * 16, 5.5 * 16)
+    np.testing.assert_allclose(boxes, [[c[0] - 32, c[1] - 48, c[0] + 64, c[1] + 80]], atol=1e-3)
+    np.testing.assert_allclose(scores, [0.7], atol=1e-6)  # (0.9 + 0.5) / 2
+    # Where the two views disagree on a distance, the merged one lies between them.
+    reg[0, cell, 0 * 11 + 4] = -20.0
+    reg[0, cell, 0 * 11 + 6] = 20.0  # the mirror now says right = 6 strides, not 4
+    boxes, _, _ = dec(outs, 0.3, mirrored=mirror)
+    assert c[0] + 64 < boxes[0, 2] < c[0] + 96
+
+
+@needs_coco
+@pytest.mark.data
+def test_flip_test_detections_are_mirror_symmetric():
+    # With the test-time flip, a frame and its mirror image give mirrored boxes and equal
+    # scores (the merge treats both views alike); without it they differ slightly.
+    det = load_detector(DetectorConfig(threads=1, flip_test=True, background=False))
+    img = cv2.imread(str(COCO / "images" / "train2017" / "000000000192.jpg"))
+    frame = cv2.resize(img, (512, 384), interpolation=cv2.INTER_AREA)  # exact model size
+    a = det.detect(frame, score_threshold=0.2)
+    b = det.detect(np.ascontiguousarray(frame[:, ::-1]), score_threshold=0.2)
+    assert len(a) >= 2 and len(a) == len(b)
+    oa, ob = np.argsort(-a.scores, kind="stable"), np.argsort(-b.scores, kind="stable")
+    np.testing.assert_allclose(a.scores[oa], b.scores[ob], atol=1e-5)
+    back = np.stack([512 - b.boxes[:, 2], b.boxes[:, 1], 512 - b.boxes[:, 0], b.boxes[:, 3]], 1)
+    np.testing.assert_allclose(a.boxes[oa], back[ob], atol=1e-2)
+    assert det.last_timings["inference"] > 0
+
+
 def test_nms_per_class():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
     scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)

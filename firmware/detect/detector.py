@@ -1,4 +1,5 @@
-"""The unit's detector: a verified LiteRT model, optional tiling for small people, a decoder,
+"""The unit's detector: a verified LiteRT model, optional tiling for small people, a test-time
+flip (each window also run mirrored, outputs averaged), a decoder,
 a static-scene prior for fixed cameras (``background.py``), NMS, and an optional pose stage
 that adds keypoints to people."""
 
@@ -98,6 +99,11 @@ class Detector:
     def backend(self) -> str:
         return self.model.backend
 
+    def _infer(self, inp: np.ndarray) -> list[np.ndarray]:
+        set_input(self.model, np.ascontiguousarray(inp[None]))
+        self.model.interpreter.invoke()  # type: ignore[attr-defined]
+        return outputs(self.model)
+
     def candidates(
         self, image_bgr: np.ndarray, score_threshold: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,11 +123,11 @@ class Detector:
             inp = cv2.resize(crop, (iw, ih), interpolation=cv2.INTER_LINEAR)
             if self.rgb:
                 inp = cv2.cvtColor(inp, cv2.COLOR_BGR2RGB)
-            set_input(self.model, inp[None])
             t1 = time.perf_counter()
-            self.model.interpreter.invoke()  # type: ignore[attr-defined]
+            outs = self._infer(inp)
+            mirrored = self._infer(inp[:, ::-1]) if self.cfg.flip_test else None
             t2 = time.perf_counter()
-            boxes, scores, ids = self.decoder(outputs(self.model), score_threshold)
+            boxes, scores, ids = self.decoder(outs, score_threshold, mirrored)
             sx, sy = (x1 - x0) / iw, (y1 - y0) / ih
             boxes = boxes * np.array([sx, sy, sx, sy], np.float32) + np.array(
                 [x0, y0, x0, y0], np.float32

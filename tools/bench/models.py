@@ -42,12 +42,13 @@ def bench_model(spec, models_dir: Path, threads: int, runs: int, warmup: int = 5
 
 
 def bench_detector(
-    models_dir: Path, threads: int, runs: int, image: np.ndarray, tiles=(1, 1)
+    models_dir: Path, threads: int, runs: int, image: np.ndarray, tiles=(1, 1), flip: bool = True
 ) -> dict:
     """Median ms per stage of the unit's detector on ``image``."""
     from firmware.detect import DetectorConfig, load_detector
 
-    det = load_detector(DetectorConfig(threads=threads, tiles=tiles), models_dir=models_dir)
+    cfg = DetectorConfig(threads=threads, tiles=tiles, flip_test=flip)
+    det = load_detector(cfg, models_dir=models_dir)
     for _ in range(3):
         det.detect(image)
     rows = []
@@ -88,13 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     if img is None:
         img = np.random.default_rng(0).integers(0, 255, (288, 384, 3), dtype=np.uint8)
     print(f"\nDetector stage on a {img.shape[1]}x{img.shape[0]} frame (median ms):\n")
-    print("| threads | tiles | preprocess | inference | decode | total |")
-    print("|---|---|---|---|---|---|")
+    print("| threads | tiles | test-time flip | preprocess | inference | decode | total |")
+    print("|---|---|---|---|---|---|---|")
     for t in args.threads:
-        for tiles in [(1, 1), (2, 2)]:
-            r = bench_detector(args.models_dir, t, max(10, args.runs // 2), img, tiles)
+        for tiles, flip in [((1, 1), False), ((1, 1), True), ((2, 2), False)]:
+            r = bench_detector(args.models_dir, t, max(10, args.runs // 2), img, tiles, flip)
             print(
-                f"| {t} | {tiles[0]}x{tiles[1]} | {r['preprocess']:.1f} | {r['inference']:.1f} | "
+                f"| {t} | {tiles[0]}x{tiles[1]} | {'on' if flip else 'off'} | "
+                f"{r['preprocess']:.1f} | {r['inference']:.1f} | "
                 f"{r['decode']:.1f} | {sum(r.values()):.1f} |",
                 flush=True,
             )

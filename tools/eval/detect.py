@@ -2,6 +2,7 @@
 unit's operating threshold, on COCO128 (YOLO labels) or the CAVIAR INRIA frames (CAVIAR XML).
 
     python -m tools.eval.detect --dataset caviar [--dets DETS.json | --model NAME --tiles 2 2]
+                                [--no-background] [--no-flip]
 
 Without ``--dets`` it runs the unit's detector itself (as ``vigil-eval detect`` does).
 """
@@ -288,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-background", action="store_true", help="without the static-scene (background) prior"
     )
     p.add_argument(
+        "--no-flip",
+        action="store_true",
+        help="without the test-time flip (one inference per window)",
+    )
+    p.add_argument(
         "--live-background",
         action="store_true",
         help="learn each camera's background online in file order (as a unit does) instead of "
@@ -348,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             upd["threads"] = args.threads
         if args.no_background:
             upd["background"] = False
+        if args.no_flip:
+            upd["flip_test"] = False
         cfg = DetectorConfig().model_copy(update=upd)
         cfg = DetectorConfig.model_validate(cfg.model_dump())
         det = load_detector(cfg, models_dir=args.models_dir)
@@ -355,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
             det, images, lambda m: print(m, file=sys.stderr), live=args.live_background
         )
         bg = ("live" if args.live_background else "on") if cfg.background else "off"
-        name = f"{det.name} tiles={cfg.tiles} full_frame={cfg.full_frame} background={bg}"
+        name = (
+            f"{det.name} tiles={cfg.tiles} full_frame={cfg.full_frame} background={bg} "
+            f"flip={'on' if cfg.flip_test else 'off'}"
+        )
     m = person_metrics(gt, dets, args.threshold)
     if args.json:
         print(json.dumps({"dataset": args.dataset, "model": name, **m}))
