@@ -79,7 +79,7 @@ class NanoDetDecoder:
             sc = cls[:, self.columns]
             if m is not None:
                 flip = self._mirror[cls.shape[0]]
-                sc = (sc + m[0][flip][:, self.columns]) / 2
+                sc = (sc + m[0][:, self.columns][flip]) / 2
             cell, k = np.nonzero(sc >= score_threshold)
             if cell.size == 0:
                 continue
