@@ -266,19 +266,14 @@ class FrameLoop:
                 self._camera_alert = True
 
     def _health(self, code: str, detail: str, severity: Severity) -> None:
-        now = self.now()
-        frame = self.metrics.frames
         self.emit(
             [
-                Event(
+                Event.instant(
+                    self.now(),
+                    self.metrics.frames,
                     type="health",
                     rule=code,
-                    phase=EventPhase.INSTANT,
                     severity=severity,
-                    start_time=now,
-                    start_frame=frame,
-                    time=now,
-                    frame=frame,
                     explain={"code": code, "detail": detail},
                 )
             ]

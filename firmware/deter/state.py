@@ -7,7 +7,7 @@ from typing import Any
 
 from firmware.deter.config import DeterrentConfig, EscalationPolicy
 from firmware.deter.outputs import Output, parse_pin
-from firmware.events.records import Event, EventPhase, Severity
+from firmware.events.records import Event, Severity
 
 
 @dataclass
@@ -77,15 +77,12 @@ def make_record(
     if cause.trigger is not None:
         explain["trigger_event"] = cause.trigger
     explain.update(extra or {})
-    return Event(
+    return Event.instant(
+        now,
+        frame,
         type="deterrent",
         rule=cause.rule,
-        phase=EventPhase.INSTANT,
         severity=severity,
-        start_time=now,
-        start_frame=frame,
-        time=now,
-        frame=frame,
         zone=cause.zone,
         track_ids=list(cause.track_ids),
         explain=explain,

@@ -57,6 +57,18 @@ class Event:
     unit: str | None = None
     site: str | None = None
 
+    @classmethod
+    def instant(cls, t: float, frame: int, **fields: Any) -> Event:
+        """A one-off record (phase INSTANT) that starts and is reported at ``t``/``frame``."""
+        return cls(
+            phase=EventPhase.INSTANT,
+            start_time=t,
+            start_frame=frame,
+            time=t,
+            frame=frame,
+            **fields,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["v"] = SCHEMA_VERSION

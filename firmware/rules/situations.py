@@ -107,17 +107,7 @@ class Situations:
 
     def instant(self, t: float, frame: int, **fields: Any) -> None:
         """A one-off event with no duration (a line crossing, a footfall summary)."""
-        ev = Event(
-            phase=EventPhase.INSTANT,
-            start_time=t,
-            start_frame=frame,
-            time=t,
-            frame=frame,
-            end_time=t,
-            end_frame=frame,
-            **fields,
-        )
-        self.pending.append(ev)
+        self.pending.append(Event.instant(t, frame, end_time=t, end_frame=frame, **fields))
 
     def sweep(self, t: float, frame: int) -> None:
         """End the situations whose condition has not held for their grace time."""
