@@ -35,7 +35,7 @@ def convert(
     """Write the int8 body and the float decode model; returns build facts."""
     import tensorflow as tf
 
-    from tools.models.calib import resized_bgr
+    from tools.models.calib import full_int8, resized_bgr
     from tools.models.tfjs import graph_function, load_graph_def
 
     gd = load_graph_def(package_dir / "models" / "movenet-multipose.json")
@@ -75,15 +75,5 @@ def convert(
 
     calib = [x[..., ::-1].copy() for x in resized_bgr(calib_files, INPUT, INPUT)]  # RGB
 
-    def representative():
-        for x in calib:
-            yield {"image": x}
-
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(work / "movenet_body"))
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.uint8
-    conv.inference_output_type = tf.int8
-    out_body.write_bytes(conv.convert())
+    out_body.write_bytes(full_int8(work / "movenet_body", calib, "int8"))
     return {"head_shapes": shapes, "calibration_images": len(calib)}

@@ -119,7 +119,7 @@ def convert(
     (width, height) input; returns build facts."""
     import tensorflow as tf
 
-    from tools.models.calib import resized_bgr
+    from tools.models.calib import full_int8, resized_bgr
     from tools.models.tfjs import load_graph_def
 
     graph_def = load_graph_def(package_dir / "models" / "nanodet.json")
@@ -142,17 +142,7 @@ def convert(
         conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         out_float.write_bytes(conv.convert())
 
-    def representative():
-        for x in calib:
-            yield {"image": x}
-
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.uint8
-    conv.inference_output_type = tf.uint8
-    out_int8.write_bytes(conv.convert())
+    out_int8.write_bytes(full_int8(saved, calib, "uint8"))
     return {
         **facts,
         "input_size": [width, height],
