@@ -4,6 +4,8 @@ vigil-hub keygen hub-key.pem
 vigil-hub watch --mqtt mqtt://127.0.0.1:1883 --site demo-site
 vigil-hub cmd --mqtt ... --site demo-site --unit unit-01 --key hub-key.pem arm zone=till
 vigil-hub acl demo-site unit-01
+vigil-hub serve --mqtt mqtt://127.0.0.1:1883 --site demo-site --db hub.sqlite --listen 127.0.0.1:8080
+vigil-hub user add alice --role manager --password-file pw.txt --db hub.sqlite
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "args", nargs="*", help="arguments as name=value (value parsed as JSON if it can be)"
     )
+    from tools.hub.serve.cli import add_parsers
+
+    add_parsers(sub)
     a = sub.add_parser("acl", help="print Mosquitto ACL lines for one unit")
     a.add_argument("site")
     a.add_argument("unit")
@@ -66,10 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"keygen": _keygen, "watch": _watch, "cmd": _cmd, "acl": _acl}[args.action](args)
+        return {
+            "keygen": _keygen, "watch": _watch, "cmd": _cmd, "acl": _acl, "serve": _serve,
+            "user": _user,
+        }[args.action](args)  # fmt: skip
     except (OSError, ValueError, TimeoutError, RuntimeError) as e:
         print(f"vigil-hub: {e}", file=sys.stderr)
         return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tools.hub.serve.cli import serve
+
+    return serve(args)
+
+
+def _user(args: argparse.Namespace) -> int:
+    from tools.hub.serve.cli import user
+
+    return user(args)
 
 
 def _keygen(args: argparse.Namespace) -> int:

@@ -1,0 +1,95 @@
+"""`vigil-hub serve`: wires the database, ingest (with its stages and consumers), the MQTT
+session and the web app, and runs them under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tools.hub.serve import alerts
+from tools.hub.serve.auth import RateLimit, list_users
+from tools.hub.serve.config import ServeConfig
+from tools.hub.serve.db import HubDB
+from tools.hub.serve.ingest import Ingest, Store
+from tools.hub.serve.live import Broadcaster, LiveFeed
+from tools.hub.serve.mqtt import HubSession
+from tools.hub.serve.views import FloorSource
+
+log = logging.getLogger("vigil-hub")
+
+
+class Hub:
+    """The running service. Other hub components plug in with ``hub.ingest.subscribe(fn,
+    kinds)`` (every committed message) and ``hub.floor_sources.append(fn)`` (floor positions)."""
+
+    def __init__(self, cfg: ServeConfig, *, validate: bool = True, client_id: str | None = None):
+        self.cfg = cfg
+        self.db = HubDB(cfg.db)
+        validator = None
+        if validate:
+            from tools.hub.contract import Validator
+
+            validator = Validator()
+        level = alerts.SEVERITIES.index(cfg.store.alerts.min_severity)
+        self.ingest = Ingest(self.db, [Store(), alerts.AlertStage(level)], validator=validator)
+        self.live = Broadcaster()
+        self.ingest.subscribe(LiveFeed(self.live, lambda i: alerts.get(self.db.read(), i)))
+        signer = None
+        if cfg.key is not None:
+            from firmware.link.signing import Signer
+
+            signer = Signer.load(cfg.key)
+        self.session = HubSession(
+            cfg.mqtt, cfg.site, self.ingest, prefix=cfg.prefix, client_id=client_id,
+            ca=cfg.mqtt_ca, cert=cfg.mqtt_cert, key=cfg.mqtt_key, signer=signer,
+        )  # fmt: skip
+        self.limit = RateLimit()
+        self.floor_sources: list[FloorSource] = []
+        self.known_units = {u.unit for u in cfg.store.units}
+
+    def start(self) -> Hub:
+        self.ingest.start()
+        self.session.start()
+        return self
+
+    def stop(self) -> None:
+        self.session.stop()
+        self.ingest.stop()
+        self.db.close()
+
+    def app(self) -> Any:
+        from tools.hub.serve.api import build_app
+
+        return build_app(self)
+
+
+def run(cfg: ServeConfig, *, validate: bool = True) -> int:
+    """Serve until SIGINT/SIGTERM."""
+    import uvicorn
+
+    hub = Hub(cfg, validate=validate)
+    if not list_users(hub.db):
+        log.warning(
+            "no accounts in %s yet: add one with  vigil-hub user add NAME --role admin "
+            "--password-file FILE --db %s", cfg.db, cfg.db,
+        )  # fmt: skip
+    host, port = cfg.host_port
+    scheme = "https" if cfg.tls else "http"
+    log.info(
+        "console on %s://%s:%d/ (database %s, broker %s)", scheme, host, port, cfg.db, cfg.mqtt
+    )
+    hub.start()
+    try:
+        uvicorn.run(
+            hub.app(),
+            host=host,
+            port=port,
+            ssl_certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
+            ssl_keyfile=str(cfg.tls_key) if cfg.tls_key else None,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+    finally:
+        hub.stop()
+    return 0
