@@ -100,7 +100,9 @@ def test_alerts_workflow_restart_and_offline(store, tmp_path):
     a = opened[0]
     for key in ("id", "event_id", "type", "unit", "zone", "severity", "state", "opened_at"):
         assert key in a, key
-    assert a["unit"] == "demo-unit" and a["state"] == "open" and a["history"][0]["action"] == "opened"
+    assert (
+        a["unit"] == "demo-unit" and a["state"] == "open" and a["history"][0]["action"] == "opened"
+    )
     assert a["explain_text"].startswith(a["type"])
     wait(lambda: any(x["id"] == a["id"] for x in live.of("alert")), 10, what="alert in stream")
     assert live.of("event"), "events flow in the stream too"
@@ -126,7 +128,10 @@ def test_alerts_workflow_restart_and_offline(store, tmp_path):
     assert done["state"] == "resolved" and done["outcome"] == "deterred"
     h = done["history"][-1]
     assert (h["user"], h["action"], h["note"], h["outcome"]) == (
-        "anna", "resolved", "customer left", "deterred"
+        "anna",
+        "resolved",
+        "customer left",
+        "deterred",
     )
     assert [x["id"] for x in anna.get("/api/alerts?state=resolved").json()] == [a["id"]]
 
@@ -158,7 +163,8 @@ def test_alerts_workflow_restart_and_offline(store, tmp_path):
     assert ids[0] == before + 1 and ids == sorted(ids)  # from where it stopped, in order
     got = anna.get(f"/api/alerts/{a['id']}").json()
     assert got["state"] == "resolved" and [x["user"] for x in got["history"] if x["user"]] == [
-        "gus", "anna"
+        "gus",
+        "anna",
     ]
 
     # the unit is killed: offline within the Will's delay (1.5 x keepalive 5 s)

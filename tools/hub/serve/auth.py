@@ -112,11 +112,20 @@ def list_users(db: HubDB) -> list[dict]:
 
 
 class RateLimit:
-    """Failed logins per user name and per client: after ``free`` failures within ``window_s``
-    each further attempt must wait ``base_s * 2**(n - free)`` (at most ``max_s``)."""
+    """Failed logins within ``window_s``, per user name (after ``free_user``) and per client
+    address (after ``free_client``): each further attempt waits ``base_s * 2**extra`` seconds
+    (at most ``max_s``) after the last failure, whatever the password."""
 
-    def __init__(self, free: int = 5, window_s: float = 900, base_s: float = 2, max_s: float = 300):
-        self.free, self.window_s, self.base_s, self.max_s = free, window_s, base_s, max_s
+    def __init__(
+        self,
+        free_user: int = 5,
+        free_client: int = 20,
+        window_s: float = 900,
+        base_s: float = 2,
+        max_s: float = 300,
+    ):
+        self.free = {"user": free_user, "client": free_client}
+        self.window_s, self.base_s, self.max_s = window_s, base_s, max_s
 
     def wait_s(self, con: sqlite3.Connection, user: str, client: str, now: float) -> float:
         worst = 0.0
@@ -125,8 +134,9 @@ class RateLimit:
                 f"SELECT at FROM login_attempts WHERE {col}=? AND ok=0 AND at>? ORDER BY at",
                 (value, now - self.window_s),
             ).fetchall()
-            if len(rows) >= self.free:
-                delay = min(self.max_s, self.base_s * 2 ** (len(rows) - self.free))
+            free = self.free[col]
+            if len(rows) >= free:
+                delay = min(self.max_s, self.base_s * 2 ** (len(rows) - free))
                 worst = max(worst, rows[-1]["at"] + delay - now)
         return worst
 
