@@ -104,7 +104,8 @@ class HubDB:
     """Opens (creating or migrating) the hub database; ``write()`` is the one writer's
     transaction, ``read()`` a per-thread reader (WAL lets readers run beside the writer)."""
 
-    def __init__(self, path: Path | str, *, busy_timeout_s: float = 5.0):
+    def __init__(self, path: Path | str, *, busy_timeout_s: float = 5.0, upto: int = LATEST):
+        """``upto`` stops the migrations at an older schema (to test upgrades)."""
         self.path = Path(path).expanduser()
         self.busy_ms = int(busy_timeout_s * 1000)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,7 @@ class HubDB:
         try:
             self._w = self._connect()
             self._w.execute("PRAGMA journal_mode=WAL")
-            self.migrate()
+            self.migrate(upto)
         except sqlite3.DatabaseError as e:
             raise DBError(explain_error(self.path, e)) from None
 
