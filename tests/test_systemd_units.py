@@ -13,7 +13,7 @@ from firmware.config.schema import StorageConfig
 
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
 ANALYZE = shutil.which("systemd-analyze")
-UNITS = ("vigil.service", "vigil-console.service")
+UNITS = ("vigil.service", "vigil-console.service", "vigil-hub.service")
 
 
 def settings(unit: str) -> dict[str, list[str]]:
@@ -46,6 +46,19 @@ def test_console_unit_runs_vigil_console_on_the_uart():
     assert "dialout" in s["SupplementaryGroups"][0].split() and s["User"] == ["vigil"]
 
 
+def test_hub_unit_serves_from_its_state_dir_unprivileged_and_hardened():
+    s = settings("vigil-hub.service")
+    assert "vigil-hub serve" in s["ExecStart"][0]
+    assert "--db /var/lib/vigil-hub/hub.sqlite" in s["ExecStart"][0]
+    assert s["User"] == ["vigil-hub"] and s["Restart"] == ["always"]
+    assert s["StateDirectory"] == ["vigil-hub"] and s["ReadWritePaths"] == ["/var/lib/vigil-hub"]
+    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices"):
+        assert s[key] == ["yes"], key
+    assert s["ProtectSystem"] == ["strict"] and s["CapabilityBoundingSet"] == [""]
+    users = (SYSTEMD / "vigil-hub.sysusers").read_text()
+    assert re.search(r"^u vigil-hub - .* /var/lib/vigil-hub /usr/sbin/nologin$", users, re.M)
+
+
 @pytest.fixture(scope="module")
 def fake_root(tmp_path_factory):
     """A root with the host's systemd units plus ours and a stand-in /opt/vigil binary."""
@@ -57,10 +70,11 @@ def fake_root(tmp_path_factory):
     (root / "etc/systemd/system").mkdir(parents=True)
     for u in UNITS:
         shutil.copy(SYSTEMD / u, root / "etc/systemd/system" / u)
-    exe = root / "opt/vigil/.venv/bin/vigil"
-    exe.parent.mkdir(parents=True)
-    exe.write_text("#!/bin/sh\n")
-    exe.chmod(0o755)
+    for name in ("vigil", "vigil-hub"):
+        exe = root / "opt/vigil/.venv/bin" / name
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o755)
     return root
 
 
