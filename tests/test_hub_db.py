@@ -13,7 +13,7 @@ import pytest
 from tests.support.hub import run_hub
 from tools.hub.serve.alerts import AlertStage
 from tools.hub.serve.db import LATEST, DBError, HubDB
-from tools.hub.serve.ingest import Ingest, Message, Store, decode
+from tools.hub.serve.ingest import Ingest, Message, Store
 
 pytest.importorskip("argon2")
 
@@ -65,10 +65,7 @@ def test_an_older_database_is_migrated_and_keeps_its_data(tmp_path):
     old = HubDB(path, upto=1)  # what a hub of schema version 1 made
     assert old.version() == 1
     ing, _ = ingest(old)
-    m = decode(msg(event(0)), ing.validator)
-    with old.write() as con:
-        for stage in ing.stages:
-            stage(con, m)
+    ing.process([msg(event(0))])
     old.close()
     db = HubDB(path)
     assert db.version() == LATEST

@@ -64,7 +64,7 @@ class AlertStage:
                     msg.received_at if b["phase"] == "instant" else None, dumps(b.get("explain")),
                 ),
             )  # fmt: skip
-            _history(con, cur.lastrowid, msg.received_at, None, "opened", "open", detail=b)
+            _history(con, cur.lastrowid, msg.received_at, None, "opened", "open", event=msg.row)
             msg.alert = {"id": cur.lastrowid, "change": "opened"}
             return
         self._attach(con, msg, b["event_id"], b["phase"], b)
@@ -85,11 +85,17 @@ class AlertStage:
             )  # fmt: skip
         else:
             con.execute("UPDATE alerts SET updated_at=? WHERE id=?", (msg.received_at, row["id"]))
-        _history(con, row["id"], msg.received_at, None, action, None, detail=b)
+        detail = _deterrent(b) if action == "deterrent" else None
+        _history(con, row["id"], msg.received_at, None, action, None, detail=detail, event=msg.row)
         msg.alert = {"id": row["id"], "change": action}
 
 
-def _history(con, alert_id, at, user, action, state, note=None, outcome=None, detail=None):
+def _history(
+    con, alert_id, at, user, action, state, note=None, outcome=None, detail=None, event=None
+):
+    """One row of an alert's history; ``event`` is the events.id it came from."""
+    if event is not None:
+        detail = {**(detail or {}), "event": event}
     con.execute(
         "INSERT INTO alert_history (alert_id, at, user, action, state, note, outcome, detail) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -178,10 +184,14 @@ def row_to_alert(con: sqlite3.Connection, row: sqlite3.Row, history: bool = True
             (row["id"],),
         ).fetchall()
         out["history"] = [
-            {k: h[k] for k in ("at", "user", "action", "state", "note", "outcome")} for h in hist
+            {
+                **{k: h[k] for k in ("at", "user", "action", "state", "note", "outcome")},
+                "event": (loads(h["detail"]) or {}).get("event"),
+            }
+            for h in hist
         ]
         out["deterrents"] = [
-            {"at": h["at"], **_deterrent(loads(h["detail"]))}
+            {"at": h["at"], **{k: v for k, v in loads(h["detail"]).items() if k != "event"}}
             for h in hist
             if h["action"] == "deterrent"
         ]

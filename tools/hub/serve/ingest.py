@@ -54,7 +54,9 @@ class Message:
 
 
 class Stage(Protocol):
-    """A step inside the writer's transaction."""
+    """A step inside the writer's transaction. It may also have ``begin()`` (called before
+    each attempt at a batch) and ``flush(con)`` (after the batch's last message, before the
+    commit) to keep per-batch state."""
 
     def __call__(self, con: sqlite3.Connection, msg: Message) -> None: ...
 
@@ -92,7 +94,15 @@ def decode(msg: Message, validator: Any | None) -> Message:
 
 class Store:
     """Stores events (de-duplicated by msg_id, gaps flagged per unit and session), unit state
-    and invalid messages."""
+    and invalid messages. Last-seen times and sequence numbers are written once per batch."""
+
+    def __init__(self) -> None:
+        self.begin()
+
+    def begin(self) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._seqs: dict[tuple[str, str, int], int | None] = {}
+        self._dirty: set[tuple[str, str, int]] = set()
 
     def __call__(self, con: sqlite3.Connection, msg: Message) -> None:
         if msg.kind.startswith("cmd/") or msg.kind == "config/set":
@@ -103,42 +113,21 @@ class Store:
                 (msg.topic, dumps(msg.problems), len(msg.payload), msg.received_at),
             )
             return
-        b = msg.body
-        con.execute(
-            "INSERT INTO units (site, unit, last_seen) VALUES (?, ?, ?) ON CONFLICT DO UPDATE "
-            "SET last_seen = MAX(COALESCE(last_seen, 0), excluded.last_seen)",
-            (msg.site, msg.unit, msg.received_at),
-        )
+        b, key = msg.body, (msg.site, msg.unit)
+        self._seen[key] = max(self._seen.get(key, 0.0), msg.received_at)
         if msg.kind == "events":
             self._event(con, msg, b)
-        elif msg.kind == "status":
-            con.execute(
-                "UPDATE units SET state=?, session=?, status_time=?, reasons=? "
-                "WHERE site=? AND unit=?",
-                (
-                    b["state"],
-                    b["session"],
-                    b["time"],
-                    dumps(b.get("reasons", [])),
-                    msg.site,
-                    msg.unit,
-                ),
-            )
-        elif msg.kind == "birth":
-            con.execute(
-                "UPDATE units SET birth=?, session=? WHERE site=? AND unit=?",
-                (dumps(b), b["session"], msg.site, msg.unit),
-            )
-        elif msg.kind == "metrics":
-            con.execute(
-                "UPDATE units SET metrics=? WHERE site=? AND unit=?",
-                (dumps(b), msg.site, msg.unit),
-            )
-        elif msg.kind == "config/state":
-            con.execute(
-                "UPDATE units SET config=? WHERE site=? AND unit=?",
-                (b["text"], msg.site, msg.unit),
-            )
+            return
+        column, values = {
+            "status": ("state=?, session=?, status_time=?, reasons=?",
+                       (b["state"], b["session"], b["time"], dumps(b.get("reasons", [])))),
+            "birth": ("birth=?, session=?", (dumps(b), b["session"])),
+            "metrics": ("metrics=?", (dumps(b),)),
+            "config/state": ("config=?", (b["text"],)),
+        }.get(msg.kind, (None, ()))  # fmt: skip
+        if column:
+            con.execute("INSERT OR IGNORE INTO units (site, unit) VALUES (?, ?)", key)
+            con.execute(f"UPDATE units SET {column} WHERE site=? AND unit=?", (*values, *key))
 
     def _event(self, con: sqlite3.Connection, msg: Message, b: dict) -> None:
         cur = con.execute(
@@ -156,20 +145,16 @@ class Store:
             return
         msg.row = cur.lastrowid
         key = (msg.site, msg.unit, b["session"])
-        row = con.execute(
-            "SELECT last_seq FROM seqs WHERE site=? AND unit=? AND session=?", key
-        ).fetchone()
-        seq = b["seq"]
-        if row is None:
-            missing = seq  # seq counts from 0 in every session
-            con.execute("INSERT INTO seqs VALUES (?, ?, ?, ?)", (*key, seq))
-        else:
-            missing = max(0, seq - row[0] - 1)
-            if seq > row[0]:
-                con.execute(
-                    "UPDATE seqs SET last_seq=? WHERE site=? AND unit=? AND session=?",
-                    (seq, *key),
-                )
+        if key not in self._seqs:
+            row = con.execute(
+                "SELECT last_seq FROM seqs WHERE site=? AND unit=? AND session=?", key
+            ).fetchone()
+            self._seqs[key] = None if row is None else row[0]
+        last, seq = self._seqs[key], b["seq"]
+        missing = seq if last is None else max(0, seq - last - 1)  # seq counts from 0
+        if last is None or seq > last:
+            self._seqs[key] = seq
+            self._dirty.add(key)
         if missing:
             msg.gap = missing
             con.execute(
@@ -177,6 +162,17 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (*key, seq - missing - 1, missing, msg.received_at),
             )
+
+    def flush(self, con: sqlite3.Connection) -> None:
+        con.executemany(
+            "INSERT INTO units (site, unit, last_seen) VALUES (?, ?, ?) ON CONFLICT DO UPDATE "
+            "SET last_seen = MAX(COALESCE(last_seen, 0), excluded.last_seen)",
+            [(*k, t) for k, t in self._seen.items()],
+        )
+        con.executemany(
+            "INSERT INTO seqs VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seq=excluded.last_seq",
+            [(*k, self._seqs[k]) for k in self._dirty],
+        )
 
 
 @dataclass
@@ -258,11 +254,15 @@ class Ingest:
                 decode(msg, self.validator)
         while True:
             try:
+                for stage in self.stages:
+                    getattr(stage, "begin", lambda: None)()
                 with self.db.write() as con:
                     for msg in batch:
                         msg.duplicate, msg.gap, msg.row, msg.alert = False, 0, None, None
                         for stage in self.stages:
                             stage(con, msg)
+                    for stage in self.stages:
+                        getattr(stage, "flush", lambda con: None)(con)
                 break
             except sqlite3.Error as e:
                 text = explain_error(self.db.path, e)
