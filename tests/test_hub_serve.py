@@ -96,6 +96,10 @@ def test_alerts_workflow_restart_and_offline(store, tmp_path):
     assert u["firmware"] and u["models"] and u["last_seen"] > time.time() - 60
     assert units
 
+    floor = wait(lambda: anna.get("/api/floor").json()["units"][0]["zones"], 30, what="zones")
+    assert {z["name"] for z in floor} == {"display", "exit"}  # sketched from config/state
+    assert all(len(z["polygon"]) >= 3 for z in floor)
+
     opened = wait(lambda: anna.get("/api/alerts?state=open").json(), 90, what="an alert")
     a = opened[0]
     for key in ("id", "event_id", "type", "unit", "zone", "severity", "state", "opened_at"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
 
 from tools.hub.serve.db import dumps, loads
 from tools.hub.serve.ingest import Message
@@ -64,10 +63,28 @@ class AlertStage:
                     msg.received_at if b["phase"] == "instant" else None, dumps(b.get("explain")),
                 ),
             )  # fmt: skip
+            self._earlier(con, cur.lastrowid, msg)
             _history(con, cur.lastrowid, msg.received_at, None, "opened", "open", event=msg.row)
             msg.alert = {"id": cur.lastrowid, "change": "opened"}
             return
         self._attach(con, msg, b["event_id"], b["phase"], b)
+
+    def _earlier(self, con: sqlite3.Connection, alert_id: int, msg: Message) -> None:
+        """A situation that became serious later (a notice start, then a warn update): its
+        earlier records and the deterrents they triggered go into the new alert's history."""
+        rows = con.execute(
+            "SELECT id, received_at, phase, NULL AS detail FROM events "
+            "WHERE event_id=? AND unit=? AND site=? AND id<? "
+            "UNION ALL SELECT id, received_at, 'deterrent', body FROM events "
+            "WHERE type='deterrent' AND received_at>=? AND unit=? AND site=? "
+            "AND json_extract(body, '$.explain.trigger_event')=? ORDER BY id",
+            (msg.body["event_id"], msg.unit, msg.site, msg.row, msg.received_at - 3600,
+             msg.unit, msg.site, msg.body["event_id"]),
+        ).fetchall()  # fmt: skip
+        for r in rows:
+            detail = _deterrent(loads(r["detail"])) if r["detail"] else None
+            _history(con, alert_id, r["received_at"], None, r["phase"], None, detail=detail,
+                     event=r["id"])  # fmt: skip
 
     def _attach(self, con, msg: Message, event_id: str, action: str, b: dict) -> None:
         row = con.execute(
@@ -156,10 +173,15 @@ def explain_text(type_: str, zone: str | None, explain: dict | None) -> str:
     return f"{type_.replace('_', ' ')}{where}" + (": " + ", ".join(parts) if parts else "")
 
 
-def row_to_alert(con: sqlite3.Connection, row: sqlite3.Row, history: bool = True) -> dict:
-    """The API's view of one alert (contract: docs/console.md)."""
+def row_to_alert(con: sqlite3.Connection, row: sqlite3.Row, history: list | None = None) -> dict:
+    """The API's view of one alert (contract: docs/console.md); ``history``: its rows of
+    alert_history when the caller fetched them already."""
     explain = loads(row["explain"])
-    out: dict[str, Any] = {
+    if history is None:
+        history = con.execute(
+            "SELECT * FROM alert_history WHERE alert_id=? ORDER BY id", (row["id"],)
+        ).fetchall()
+    return {
         "id": row["id"],
         "event_id": row["event_id"],
         "type": row["type"],
@@ -176,26 +198,19 @@ def row_to_alert(con: sqlite3.Connection, row: sqlite3.Row, history: bool = True
         "outcome": row["outcome"],
         "explain": explain,
         "explain_text": explain_text(row["type"], row["zone"], explain),
-    }
-    if history:
-        hist = con.execute(
-            "SELECT at, user, action, state, note, outcome, detail FROM alert_history "
-            "WHERE alert_id=? ORDER BY id",
-            (row["id"],),
-        ).fetchall()
-        out["history"] = [
+        "history": [
             {
                 **{k: h[k] for k in ("at", "user", "action", "state", "note", "outcome")},
                 "event": (loads(h["detail"]) or {}).get("event"),
             }
-            for h in hist
-        ]
-        out["deterrents"] = [
+            for h in history
+        ],
+        "deterrents": [
             {"at": h["at"], **{k: v for k, v in loads(h["detail"]).items() if k != "event"}}
-            for h in hist
+            for h in history
             if h["action"] == "deterrent"
-        ]
-    return out
+        ],
+    }
 
 
 def _deterrent(ev: dict) -> dict:
@@ -241,7 +256,14 @@ def query(
         params.append(until)
     sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
     rows = con.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
-    return [row_to_alert(con, r) for r in rows]
+    history: dict[int, list] = {r["id"]: [] for r in rows}
+    if rows:
+        marks = ",".join("?" * len(rows))
+        for h in con.execute(
+            f"SELECT * FROM alert_history WHERE alert_id IN ({marks}) ORDER BY id", list(history)
+        ):
+            history[h["alert_id"]].append(h)
+    return [row_to_alert(con, r, history[r["id"]]) for r in rows]
 
 
 def get(con: sqlite3.Connection, alert_id: int) -> dict:

@@ -152,8 +152,9 @@ def get_events(request: Request) -> Response:
         zone=q.get("zone"),
         rule=q.get("rule"),
         limit=_limit(request),
+        raw=True,
     )
-    return JSONResponse(rows)
+    return Response("[" + ",".join(rows) + "]", media_type="application/json")
 
 
 def get_alerts(request: Request) -> Response:

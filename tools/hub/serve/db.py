@@ -77,6 +77,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX login_attempts_user ON login_attempts(user, at);
         """,
     ),
+    (
+        3,
+        "event indexes in id order per unit, type and zone (newest-first lists without a sort)",
+        """
+        DROP INDEX events_unit;
+        DROP INDEX events_zone;
+        CREATE INDEX events_unit_id ON events(unit);
+        CREATE INDEX events_type_id ON events(type);
+        CREATE INDEX events_zone_id ON events(zone);
+        CREATE INDEX alerts_unit ON alerts(unit);
+        """,
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -115,6 +127,7 @@ class HubDB:
             self._w = self._connect()
             self._w.execute("PRAGMA journal_mode=WAL")
             self.migrate(upto)
+            self._w.execute("PRAGMA optimize=0x10002")  # fresh planner statistics, cheap
         except sqlite3.DatabaseError as e:
             raise DBError(explain_error(self.path, e)) from None
 

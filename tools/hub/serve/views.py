@@ -66,12 +66,15 @@ def events(
     rule: str | None = None,
     after_id: int | None = None,
     limit: int = 200,
-) -> list[dict]:
-    """Stored events newest first (``since``/``until`` on the hub's receipt time)."""
+    raw: bool = False,
+) -> list:
+    """Stored events newest first (``since``/``until`` on the hub's receipt time), or oldest
+    first after ``after_id``; ``raw`` gives each as JSON text (no decode and re-encode)."""
     where, params = [], []
+    window = after_id is None and (since is not None or until is not None)
     for col, value in (("unit", unit), ("type", type), ("zone", zone), ("rule", rule)):
-        if value:
-            where.append(f"{col}=?")
+        if value:  # in a time window "+col" keeps the planner on the receipt-time index
+            where.append(f"{'+' if window else ''}{col}=?")
             params.append(value)
     for cond, value in (("received_at>=?", since), ("received_at<?", until), ("id>?", after_id)):
         if value is not None:
@@ -80,15 +83,27 @@ def events(
     sql = "SELECT id, site, received_at, body FROM events"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    order = "ASC" if after_id is not None else "DESC"
-    rows = con.execute(f"{sql} ORDER BY id {order} LIMIT ?", (*params, limit)).fetchall()
+    if after_id is not None:
+        order = "id ASC"
+    elif window:
+        order = "received_at DESC, id DESC"
+    else:
+        order = "id DESC"
+    rows = con.execute(f"{sql} ORDER BY {order} LIMIT ?", (*params, limit)).fetchall()
+    if raw:
+        return [
+            f'{{"id":{r["id"]},"received_at":{r["received_at"]!r},{r["body"][1:]}' for r in rows
+        ]
     return [event_view(r["id"], r["site"], r["received_at"], loads(r["body"])) for r in rows]
 
 
 def footfall(con: sqlite3.Connection, since: float | None = None, unit: str | None = None) -> dict:
     """Per zone and hour (of the hub's receipt time): visits ended, mean dwell, peak people;
     per line and hour: crossings in and out. From the units' ``footfall`` summary events."""
-    sql = "SELECT unit, received_at, body FROM events WHERE type='footfall'"
+    sql = (
+        "SELECT unit, received_at, json_extract(body, '$.explain') AS explain FROM events "
+        "WHERE type='footfall'"
+    )
     params: list[Any] = []
     if since is not None:
         sql += " AND received_at>=?"
@@ -100,7 +115,7 @@ def footfall(con: sqlite3.Connection, since: float | None = None, unit: str | No
     lines: dict[tuple, dict] = defaultdict(lambda: {"in": 0, "out": 0})
     for r in con.execute(sql, params):
         hour = int(r["received_at"] // 3600 * 3600)
-        ex = loads(r["body"]).get("explain") or {}
+        ex = loads(r["explain"]) or {}
         for name, z in (ex.get("zones") or {}).items():
             acc = zones[(r["unit"], name, hour)]
             acc["visits"] += z.get("visits_ended") or 0
