@@ -65,12 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("site")
     a.add_argument("unit")
     a.add_argument("--prefix", default="vigil")
+    from tools.hub.serve import case_cli
+
+    case_cli.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.action == "case":
+            from tools.hub.serve import case_cli
+
+            return case_cli.run(args)
         return {
             "keygen": _keygen, "watch": _watch, "cmd": _cmd, "acl": _acl, "serve": _serve,
             "user": _user,

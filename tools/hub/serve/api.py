@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from tools.hub.serve import alerts, auth, views
+from tools.hub.serve import alerts, auth, cases, views
 from tools.hub.serve.db import dumps, explain_error, loads
 
 if TYPE_CHECKING:
@@ -210,6 +210,9 @@ async def alert_action(request: Request) -> Response:
     def apply() -> dict:
         with hub.db.write() as con:
             alerts.change(con, alert_id, action, s.user, note, outcome)
+            cases.alert_changed(con, alert_id, time.time(), webhook=hub.webhook is not None)
+        if hub.webhook is not None:
+            hub.webhook.notify()
         return alerts.get(hub.db.read(), alert_id)
 
     try:
@@ -255,6 +258,28 @@ async def unit_command(request: Request) -> Response:
     if err is not None:
         raise _err(status, err)
     return JSONResponse({"ok": ok, "reply": reply})
+
+
+def get_cases(request: Request) -> Response:
+    _who(request)
+    hub: Hub = request.app.state.hub
+    return JSONResponse(cases.list_cases(hub.db.read(), limit=_limit(request)))
+
+
+def get_case(request: Request) -> Response:
+    _who(request)
+    hub: Hub = request.app.state.hub
+    try:
+        case_id = int(request.path_params["id"])
+    except ValueError:
+        raise _err(400, "case id must be a number") from None
+    con = hub.db.read()
+    try:
+        out = cases.summary(con, case_id)
+    except LookupError as e:
+        raise _err(404, str(e).strip("'\"")) from None
+    out["items_detail"] = cases.case_items(con, case_id)
+    return JSONResponse(out)
 
 
 def get_actions(request: Request) -> Response:
@@ -441,6 +466,8 @@ def build_app(hub: Hub) -> Any:
         Route("/api/stream", stream),
         Route("/api/health", health),
         Route("/api/actions", get_actions),
+        Route("/api/cases", get_cases),
+        Route("/api/cases/{id}", get_case),
         Route("/api/floor", get_floor),
         Route("/api/floor/image", floor_image),
         Route("/api/footfall", get_footfall),

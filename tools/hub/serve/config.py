@@ -38,10 +38,37 @@ class UnitPlacement(_Strict):
     y: float | None = None
 
 
+class CasesConfig(_Strict):
+    window_s: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="an event joins a case active within this long (docs/cases.md)",
+    )
+
+
+class WebhookConfig(_Strict):
+    url: str = Field(..., description="where each case change is POSTed (http:// or https://)")
+    secret_file: str = Field(
+        ..., description="file with the HMAC secret (16+ bytes), relative to the store file"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r}: expected http:// or https://")
+        return v
+
+
 class StoreConfig(_Strict):
     """``--store STORE.toml``: settings of this store's hub."""
 
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    cases: CasesConfig = Field(default_factory=CasesConfig)
+    webhook: WebhookConfig | None = Field(
+        None, description="the store's incident system: case changes posted here (docs/cases.md)"
+    )
     floor: FloorConfig = Field(default_factory=FloorConfig)
     units: list[UnitPlacement] = Field(default_factory=list, description="known units")
 

@@ -89,6 +89,31 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX alerts_unit ON alerts(unit);
         """,
     ),
+    (
+        4,
+        "cases, case items, clip references, webhook outbox (tools/hub/serve/cases.py)",
+        """
+        CREATE TABLE cases (
+            id INTEGER PRIMARY KEY, site TEXT NOT NULL, state TEXT NOT NULL,
+            opened_at REAL NOT NULL, updated_at REAL NOT NULL, closed_at REAL,
+            title TEXT, zones TEXT NOT NULL, units TEXT NOT NULL, tracks TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1);
+        CREATE INDEX cases_active ON cases(site, state, updated_at);
+        CREATE TABLE case_items (
+            id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL REFERENCES cases(id),
+            at REAL NOT NULL, kind TEXT NOT NULL, event_row INTEGER, alert_id INTEGER, unit TEXT);
+        CREATE INDEX case_items_case ON case_items(case_id, id);
+        CREATE INDEX case_items_alert ON case_items(alert_id);
+        CREATE TABLE case_clips (
+            case_id INTEGER NOT NULL REFERENCES cases(id), unit TEXT NOT NULL,
+            incident_id TEXT NOT NULL, sha256 TEXT, PRIMARY KEY (case_id, unit, incident_id));
+        CREATE TABLE webhook_outbox (
+            id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL, change TEXT NOT NULL,
+            body TEXT NOT NULL, created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL, sent_at REAL, last_error TEXT);
+        CREATE INDEX webhook_pending ON webhook_outbox(sent_at, id);
+        """,
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 

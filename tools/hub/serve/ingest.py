@@ -92,6 +92,19 @@ def decode(msg: Message, validator: Any | None) -> Message:
     return msg
 
 
+# Unit state columns per message kind, and the values from the message's body (read only for
+# that kind: a birth has no "state").
+_UNIT_COLUMNS: dict[str, tuple[str, Callable[[dict], tuple]]] = {
+    "status": (
+        "state=?, session=?, status_time=?, reasons=?",
+        lambda b: (b["state"], b["session"], b["time"], dumps(b.get("reasons", []))),
+    ),
+    "birth": ("birth=?, session=?", lambda b: (dumps(b), b["session"])),
+    "metrics": ("metrics=?", lambda b: (dumps(b),)),
+    "config/state": ("config=?", lambda b: (b["text"],)),
+}
+
+
 class Store:
     """Stores events (de-duplicated by msg_id, gaps flagged per unit and session), unit state
     and invalid messages. Last-seen times and sequence numbers are written once per batch."""
@@ -118,13 +131,9 @@ class Store:
         if msg.kind == "events":
             self._event(con, msg, b)
             return
-        column, values = {
-            "status": ("state=?, session=?, status_time=?, reasons=?",
-                       (b["state"], b["session"], b["time"], dumps(b.get("reasons", [])))),
-            "birth": ("birth=?, session=?", (dumps(b), b["session"])),
-            "metrics": ("metrics=?", (dumps(b),)),
-            "config/state": ("config=?", (b["text"],)),
-        }.get(msg.kind, (None, ()))  # fmt: skip
+        column, values = _UNIT_COLUMNS.get(msg.kind, (None, None))
+        if column:
+            values = values(b)
         if column:
             con.execute("INSERT OR IGNORE INTO units (site, unit) VALUES (?, ?)", key)
             con.execute(f"UPDATE units SET {column} WHERE site=? AND unit=?", (*values, *key))

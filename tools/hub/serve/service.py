@@ -4,9 +4,10 @@ session and the web app, and runs them under uvicorn."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-from tools.hub.serve import alerts
+from tools.hub.serve import alerts, cases
 from tools.hub.serve.auth import RateLimit, list_users
 from tools.hub.serve.config import ServeConfig
 from tools.hub.serve.db import HubDB
@@ -31,7 +32,26 @@ class Hub:
 
             validator = Validator()
         level = alerts.SEVERITIES.index(cfg.store.alerts.min_severity)
-        self.ingest = Ingest(self.db, [Store(), alerts.AlertStage(level)], validator=validator)
+        self.webhook = None
+        if cfg.store.webhook is not None:
+            from tools.hub.serve.webhook import WebhookSender
+
+            secret_path = Path(cfg.store.webhook.secret_file).expanduser()
+            if not secret_path.is_absolute() and cfg.store_dir is not None:
+                secret_path = cfg.store_dir / secret_path
+            try:
+                secret = secret_path.read_bytes().strip()
+            except OSError as e:
+                raise ValueError(f"webhook.secret_file {secret_path}: {e.strerror or e}") from None
+            self.webhook = WebhookSender(self.db, cfg.store.webhook.url, secret)
+        stages = [
+            Store(),
+            alerts.AlertStage(level),
+            cases.CaseStage(cfg.store.cases.window_s, webhook=self.webhook is not None),
+        ]
+        self.ingest = Ingest(self.db, stages, validator=validator)
+        if self.webhook is not None:
+            self.ingest.subscribe(lambda _msg: self.webhook.notify(), {"events"})
         self.live = Broadcaster()
         self.ingest.subscribe(LiveFeed(self.live, lambda i: alerts.get(self.db.read(), i)))
         signer = None
@@ -50,11 +70,15 @@ class Hub:
     def start(self) -> Hub:
         self.ingest.start()
         self.session.start()
+        if self.webhook is not None:
+            self.webhook.start()
         return self
 
     def stop(self) -> None:
         self.session.stop()
         self.ingest.stop()
+        if self.webhook is not None:
+            self.webhook.stop()
         self.db.close()
 
     def app(self) -> Any:
