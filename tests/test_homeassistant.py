@@ -1,0 +1,266 @@
+"""The Home Assistant bridge on a real Mosquitto: a unit replaying the demo clip, discovery
+checked against Home Assistant's documented schema, JSON state topics as the unit's events
+arrive, button presses turned into signed commands the unit accepts, refusals visible."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import cbor2
+import paho.mqtt.client as mqtt
+import pytest
+
+from firmware.config import load
+from firmware.link.signing import Signer, load_public_key, verify
+from firmware.unit import RunOptions, apply_overrides, build_unit
+from tests.support import ha_schema
+from tests.test_run import demo_site
+from tools.hub.homeassistant import HomeAssistantBridge, HomeAssistantConfig, load_hub_config
+
+pytest.importorskip("pycddl")
+
+DEVICE = "homeassistant/device/vigil_demo-store_demo-unit/config"
+JSON = "vigil-json/demo-store/demo-unit"
+
+
+class Observer:
+    """Sees every message on the broker (as Home Assistant and a sniffer would) and publishes
+    like Home Assistant does."""
+
+    def __init__(self, url: str):
+        host, port = url.removeprefix("mqtt://").split(":")
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.cond = threading.Condition()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(host, int(port), 30)
+        self.client.subscribe("#", qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.cond:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self.cond.notify_all()
+
+    def on(self, topic: str) -> list[bytes]:
+        with self.cond:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def last_json(self, topic: str) -> dict | None:
+        got = self.on(topic)
+        return json.loads(got[-1]) if got and got[-1] else None
+
+    def wait(self, pred, timeout: float = 20.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                value = pred()
+                if value:
+                    return value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{what} not seen within {timeout} s")
+                self.cond.wait(min(left, 0.2))
+
+    def press(self, topic: str, payload: str = "PRESS") -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def clip_unit(broker, tmp_path, mock_pins):
+    """The demo unit replaying its clip, with a hub key and metrics every second."""
+    signer = Signer.generate(tmp_path / "hub.pem", tmp_path / "hub.pub.pem")
+    site = demo_site(tmp_path).read_text()
+    site = site.replace(
+        '[link]\nmqtt = ""',
+        f'[link]\nmqtt = "{broker.url}"\nhub_public_key = "{tmp_path / "hub.pub.pem"}"\n'
+        "reconnect_min_s = 0.2\nmetrics_interval_s = 1",
+    )
+    (tmp_path / "site.toml").write_text(site)
+    loaded = apply_overrides(load(tmp_path / "site.toml"), RunOptions())
+    unit = build_unit(loaded, RunOptions(loop=True, pin_factory=mock_pins, watchdog=False))
+    thread = threading.Thread(target=unit.run, daemon=True)
+    thread.start()
+    try:
+        yield unit, signer, tmp_path, mock_pins
+    finally:
+        unit.loop.stop("test over")
+        thread.join(30)
+
+
+def _unsigned(topic: str, args: dict) -> bytes:
+    body = cbor2.dumps({"v": 1, "id": "imitation-1", "ts": time.time(), "ctr": 1, "args": args})
+    return cbor2.dumps({"v": 1, "body": body})
+
+
+def test_clip_unit_in_home_assistant(broker, clip_unit):
+    unit, signer, tmp_path, pins = clip_unit
+    ha = Observer(broker.url)
+    bridge = HomeAssistantBridge(broker.url, "demo-store", signer=signer).start()
+    try:
+        bridge.wait_connected()
+        # discovery: one device message that parses, checks out, and names its availability
+        raw = ha.wait(lambda: ha.on(DEVICE), what="device discovery")[-1]
+        assert ha_schema.problems(DEVICE, raw) == []
+        disc = json.loads(raw)
+        cmps = disc["cmps"]
+        for cid in ("people_display", "people_exit", "fps", "outbox_depth", "cpu_temperature",
+                    "online", "camera_problem", "rule_loitering", "rule_fight", "events",
+                    "armed", "armed_display", "deterrent_test_light", "mute"):  # fmt: skip
+            assert cid in cmps, cid
+        assert cmps["events"]["p"] == "event" and "loitering" in cmps["events"]["event_types"]
+        avail = ha_schema.availability_topics(raw)
+        assert f"{JSON}/availability" in avail and bridge.core.bridge_availability in avail
+        ha.wait(lambda: ha.on(f"{JSON}/availability")[-1:] == [b"online"], what="online")
+        assert ha.on(bridge.core.bridge_availability)[-1] == b"online"
+
+        # state topics follow the unit's events: loitering in the display zone starts
+        fired = ha.wait(
+            lambda: [json.loads(p) for p in ha.on(f"{JSON}/event")],
+            timeout=45,
+            what="an event for the event entity",
+        )[0]
+        assert fired["event_type"] == "loitering" and fired["zone"] == "display"
+        assert fired["severity"] in ("notice", "warn", "alert") and fired["explain"]
+        assert fired["event_type"] in cmps["events"]["event_types"]
+        state_topic = cmps["rule_loitering"]["state_topic"]
+        tpl = cmps["rule_loitering"]["value_template"]
+        ha.wait(
+            lambda: ha.on(state_topic) and ha_schema.render(tpl, ha.on(state_topic)[-1]) == "ON",
+            what="loitering binary sensor ON",
+        )
+        # the JSON mirror carries the contract's event, key for key
+        mirrored = json.loads(ha.wait(lambda: ha.on(f"{JSON}/events"))[0])
+        cbor = [cbor2.loads(p) for p in ha.on("vigil/demo-store/demo-unit/events")]
+        assert set(mirrored) == set(cbor[0]) and mirrored["msg_id"] in {e["msg_id"] for e in cbor}
+        # sensors read the metrics mirror: people per zone, fps, outbox depth
+        metrics = ha.wait(lambda: ha.on(f"{JSON}/metrics"), what="metrics mirror")[-1]
+        people = ha_schema.render(cmps["people_display"]["value_template"], metrics)
+        assert people.isdigit(), people
+        assert float(ha_schema.render(cmps["fps"]["value_template"], metrics)) > 0
+        assert ha_schema.render(cmps["outbox_depth"]["value_template"], metrics).isdigit()
+
+        # PRESS on the deterrent-test button -> a signed command the unit accepts
+        ha.press(cmps["deterrent_test_light"]["command_topic"])
+        cmd_topic = "vigil/demo-store/demo-unit/cmd/deterrent_test"
+        sent = cbor2.loads(ha.wait(lambda: ha.on(cmd_topic), what="signed command")[0])
+        key = load_public_key(tmp_path / "hub.pub.pem")
+        assert verify(key, cmd_topic, sent["body"], sent["sig"])
+        rid = cbor2.loads(sent["body"])["id"]
+        replies = lambda: [  # noqa: E731
+            r for r in map(cbor2.loads, ha.on("vigil/demo-store/demo-unit/reply")) if r["id"] == rid
+        ]
+        reply = ha.wait(replies, what="the unit's reply")[0]
+        assert reply["ok"] is True, reply
+        assert reply["result"]["tested"] == ["light"]
+        outcome = ha.wait(lambda: ha.last_json(f"{JSON}/command"), what="command outcome")
+        assert outcome["event_type"] == "ok" and outcome["request_id"] == rid
+        assert outcome["summary"] == "deterrent_test: ok"
+
+        # an unsigned imitation sent straight to the unit is refused
+        ha.client.publish(cmd_topic, _unsigned(cmd_topic, {"name": "light"}), qos=1)
+        refusal = ha.wait(
+            lambda: [
+                r
+                for r in map(cbor2.loads, ha.on("vigil/demo-store/demo-unit/reply"))
+                if r["id"] == "imitation-1"
+            ],
+            what="the refusal",
+        )[0]
+        assert refusal["ok"] is False and refusal["error"]["code"] == "unsigned"
+
+        # switching a zone's arming off: a signed disarm, and the reply updates the switch
+        sw = cmps["armed_display"]
+        ha.press(sw["command_topic"], "OFF")
+        ha.wait(
+            lambda: ha_schema.render(sw["value_template"], ha.on(sw["state_topic"])[-1]) == "OFF",
+            what="zone switch off",
+        )
+        zones = unit.loop.s.engine.env.zones
+        assert not zones.armed[zones.index["display"]]
+        assert bridge.core.invalid == 0  # every unit message met the contract
+    finally:
+        bridge.stop()
+        ha.close()
+    assert ha.on(bridge.core.bridge_availability)[-1] == b"offline"
+
+
+def test_refused_commands_are_visible_and_restricted(broker, tmp_path):
+    """A command the unit refuses (wrong hub key) and one the hub config forbids both show on
+    the Commands event entity / Last command sensor; forbidden entities are not offered."""
+    from tests.test_link_commands import UnitDouble, make_unit
+
+    Signer.generate(tmp_path / "hub.pem", tmp_path / "hub.pub.pem")
+    wrong = Signer.generate(tmp_path / "evil.pem", tmp_path / "evil.pub.pem")
+    link = make_unit(broker.url, tmp_path, UnitDouble(), tmp_path / "hub.pub.pem")
+    link.start()
+    ha = Observer(broker.url)
+    base = "vigil-json/s1/u1"
+    device = "homeassistant/device/vigil_s1_u1/config"
+    try:
+        bridge = HomeAssistantBridge(broker.url, "s1", signer=wrong).start()
+        try:
+            disc = ha.wait(lambda: [json.loads(p) for p in ha.on(device) if b"armed_till" in p])
+            sensor = disc[-1]["cmps"]["last_command"]
+            ha.wait(lambda: ha.on(f"{base}/availability")[-1:] == [b"online"])
+            ha.press(f"{base}/set/armed/till", "OFF")
+            outcome = ha.wait(lambda: ha.last_json(f"{base}/command"), what="outcome")
+            assert outcome["event_type"] == "refused" and outcome["code"] == "bad_signature"
+            shown = ha_schema.render(sensor["value_template"], ha.on(f"{base}/command")[-1])
+            assert shown == "disarm: refused (bad_signature)"
+            ha.press(f"{base}/set/armed/nowhere", "OFF")  # no such zone: refused by the bridge
+            ha.wait(lambda: ha.last_json(f"{base}/command")["code"] == "bad_request")
+        finally:
+            bridge.stop()
+
+        cfg = HomeAssistantConfig(discovery="entity", allowed_commands=["deterrent_test"])
+        n = len(ha.messages)
+        bridge = HomeAssistantBridge(broker.url, "s1", signer=wrong, cfg=cfg).start()
+        try:
+            node = "homeassistant/sensor/vigil_s1_u1/fps/config"
+            ha.wait(lambda: ha.on(node), what="per-entity discovery")
+            ha.wait(lambda: ha.on("homeassistant/event/vigil_s1_u1/events/config"))
+            configs = [
+                (t, p) for t, p, _ in ha.messages[n:] if t.startswith("homeassistant/") and p
+            ]
+            for topic, payload in configs:
+                assert ha_schema.problems(topic, payload) == [], topic
+            assert not [t for t, _ in configs if t.startswith("homeassistant/switch/")]
+            ha.press(f"{base}/set/armed", "ON")
+            out = ha.wait(lambda: ha.last_json(f"{base}/command")["code"] == "not_allowed")
+            assert out
+            assert "allowed_commands" in ha.last_json(f"{base}/command")["message"]
+        finally:
+            bridge.stop()
+    finally:
+        ha.close()
+        link.stop()
+
+
+def test_hub_config_is_validated(tmp_path):
+    good = tmp_path / "hub.toml"
+    good.write_text('[homeassistant]\nallowed_commands = ["mute"]\nmute_minutes = 5\n')
+    cfg = load_hub_config(good)
+    assert cfg.allowed_commands == ["mute"] and cfg.mute_minutes == 5
+    assert load_hub_config(None).allowed_commands == ["arm", "disarm", "deterrent_test", "mute"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[homeassistant]\nallowed_commands = ["config/set"]\nmute_minutes = 0\ncolour = 1\n'
+    )
+    with pytest.raises(ValueError) as e:
+        load_hub_config(bad)
+    text = str(e.value)
+    for key in ("homeassistant.allowed_commands.0", "homeassistant.mute_minutes", "colour"):
+        assert key in text and str(bad) in text
+    with pytest.raises(ValueError, match="not TOML"):
+        (tmp_path / "broken.toml").write_text("[homeassistant\n")
+        load_hub_config(tmp_path / "broken.toml")
