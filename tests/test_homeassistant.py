@@ -5,6 +5,10 @@ arrive, button presses turned into signed commands the unit accepts, refusals vi
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,6 +18,7 @@ import pytest
 
 from firmware.config import load
 from firmware.link.signing import Signer, load_public_key, verify
+from firmware.paths import REPO_ROOT
 from firmware.unit import RunOptions, apply_overrides, build_unit
 from tests.support import ha_schema
 from tests.test_run import demo_site
@@ -264,3 +269,74 @@ def test_hub_config_is_validated(tmp_path):
     with pytest.raises(ValueError, match="not TOML"):
         (tmp_path / "broken.toml").write_text("[homeassistant\n")
         load_hub_config(tmp_path / "broken.toml")
+
+
+UNIT_PROCESS = """
+import sys, time
+from pathlib import Path
+from firmware.link import Link
+from firmware.link.config import LinkConfig
+from tests.test_link import BIRTH
+
+url, unit, data_dir = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+link = Link(LinkConfig(mqtt=url, reconnect_min_s=0.2, keepalive_s=5), site="s1", unit=unit,
+            data_dir=data_dir, birth=BIRTH)
+link.start()
+while True:
+    time.sleep(1)
+"""
+KEEPALIVE_S = 5
+
+
+def _unit_process(url: str, unit: str, data_dir) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-c", UNIT_PROCESS, url, unit, str(data_dir)], env=env, cwd=REPO_ROOT
+    )
+
+
+def test_units_appearing_dying_and_returning_show_in_availability(broker, tmp_path):
+    ha = Observer(broker.url)
+    bridge = HomeAssistantBridge(broker.url, "s1", signer=None).start()
+    procs = {}
+    avail = {u: f"vigil-json/s1/{u}/availability" for u in ("u1", "u2")}
+    device = {u: f"homeassistant/device/vigil_s1_{u}/config" for u in ("u1", "u2")}
+    try:
+        bridge.wait_connected()
+        procs["u1"] = _unit_process(broker.url, "u1", tmp_path / "u1")
+        ha.wait(lambda: ha.on(avail["u1"])[-1:] == [b"online"], what="u1 online")
+        assert ha_schema.problems(device["u1"], ha.on(device["u1"])[-1]) == []
+        assert avail["u1"] in ha_schema.availability_topics(ha.on(device["u1"])[-1])
+        assert not ha.on(device["u2"])
+        procs["u2"] = _unit_process(broker.url, "u2", tmp_path / "u2")  # a unit appears
+        ha.wait(lambda: ha.on(avail["u2"])[-1:] == [b"online"], what="u2 online")
+        assert ha_schema.problems(device["u2"], ha.on(device["u2"])[-1]) == []
+
+        procs["u1"].send_signal(signal.SIGKILL)  # gone without a word: the broker sends its Will
+        killed = time.monotonic()
+        procs["u1"].wait(10)
+        ha.wait(lambda: ha.on(avail["u1"])[-1:] == [b"offline"], timeout=20, what="u1 offline")
+        assert time.monotonic() - killed <= 1.5 * KEEPALIVE_S + 1.0  # within the Will's delay
+        assert ha.on(avail["u2"])[-1] == b"online"
+        ha.wait(lambda: ha.last_json("vigil-json/s1/u1/state")["online"] == "OFF")
+        state = ha.last_json("vigil-json/s1/u1/state")
+        assert state["status"] == "offline"
+
+        procs["u1"] = _unit_process(broker.url, "u1", tmp_path / "u1")  # back again
+        ha.wait(lambda: ha.on(avail["u1"])[-1:] == [b"online"], what="u1 back online")
+        ha.wait(
+            lambda: ha.last_json("vigil-json/s1/u1/state")["session"] == state["session"] + 1,
+            what="the new session in the state topic",
+        )
+        assert ha.last_json("vigil-json/s1/u1/state")["online"] == "ON"
+
+        # Home Assistant restarts: its birth message makes the bridge announce everything again
+        before = {u: len(ha.on(device[u])) for u in device}
+        ha.press("homeassistant/status", "online")
+        ha.wait(lambda: all(len(ha.on(device[u])) > before[u] for u in device), what="re-announce")
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait(10)
+        bridge.stop()
+        ha.close()
