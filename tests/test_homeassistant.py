@@ -340,3 +340,93 @@ def test_units_appearing_dying_and_returning_show_in_availability(broker, tmp_pa
             p.wait(10)
         bridge.stop()
         ha.close()
+
+
+def _cbor(**m) -> bytes:
+    return cbor2.dumps({"v": 1, **m})
+
+
+def _event(i: int, rule: str, phase: str, session: int = 1, severity: int = 1) -> bytes:
+    return _cbor(
+        msg_id=f"{i:032x}", session=session, seq=i, site="s1", unit="u1", event_id=f"e{rule}",
+        type=rule, rule=rule, phase=phase, severity=severity,
+        severity_name=["info", "notice", "warn", "alert"][severity], start_time=0.0,
+        start_frame=0, time=float(i), frame=i, end_time=None, end_frame=None, zone="till",
+        track_ids=[3], explain={"people": 2}, incident_id=None,
+    )  # fmt: skip
+
+
+def test_core_follows_situations_and_config_changes():
+    """The bridge's logic over the contract's messages (each one CDDL-checked): situations
+    open and close the rule sensors, one-offs are held, an old session's backlog changes
+    nothing, duplicates are dropped, a removed zone's entities are removed."""
+    from tools.hub.contract import Validator
+    from tools.hub.homeassistant import BridgeCore
+
+    sent: list[tuple[str, str | bytes, bool]] = []
+    core = BridgeCore(
+        lambda t, p, q, r: sent.append((t, p, r)), None, site="s1", validator=Validator()
+    )
+    base, device = "vigil/s1/u1", "homeassistant/device/vigil_s1_u1/config"
+    text = '[site]\nsite_id = "s1"\nunit_id = "u1"\n\n[[zones]]\nname = "till"\npolygon = [[0,0],[1,0],[1,1]]\n'
+    door = text + '\n[[zones]]\nname = "door"\npolygon = [[0,0],[1,0],[0,1]]\n'
+    core.on_message(f"{base}/config/state", _cbor(time=1.0, config_hash="x" * 64, text=door))
+    core.on_message(f"{base}/status", _cbor(state="online", session=2, time=1.0))
+    last = lambda topic: [p for t, p, _ in sent if t == topic][-1]  # noqa: E731
+    assert "people_door" in json.loads(last(device))["cmps"]
+    state = lambda: json.loads(last("vigil-json/s1/u1/state"))  # noqa: E731
+
+    core.on_message(f"{base}/events", _event(1, "fight", "start", session=2, severity=3))
+    assert state()["rules"]["fight"]["active"] == "ON"
+    assert state()["rules"]["fight"]["severity"] == "alert"
+    fired = [json.loads(p) for t, p, _ in sent if t == "vigil-json/s1/u1/event"]
+    assert [f["event_type"] for f in fired] == ["fight"]
+    core.on_message(f"{base}/events", _event(1, "fight", "start", session=2))  # duplicate
+    core.on_message(f"{base}/events", _event(2, "fight", "end", session=2))
+    assert state()["rules"]["fight"]["active"] == "OFF"
+    core.on_message(f"{base}/events", _event(3, "loitering", "start", session=1))  # old backlog
+    assert state()["rules"]["loitering"]["active"] == "OFF"
+    core.on_message(f"{base}/events", _event(4, "grab_and_run", "instant", session=2))
+    assert state()["rules"]["grab_and_run"]["active"] == "ON"
+    core.tick(time.time() + core.cfg.instant_hold_s + 1)
+    assert state()["rules"]["grab_and_run"]["active"] == "OFF"
+    assert len([t for t, _, _ in sent if t == "vigil-json/s1/u1/events"]) == 4  # mirrored once
+
+    n = len(sent)
+    core.on_message(f"{base}/config/state", _cbor(time=2.0, config_hash="y" * 64, text=text))
+    updates = [json.loads(p) for t, p, _ in sent[n:] if t == device]
+    assert updates[0]["cmps"]["people_door"] == {"p": "sensor"}  # removed, as HA's docs say
+    assert "people_door" not in updates[-1]["cmps"] and "people_till" in updates[-1]["cmps"]
+
+    core.on_message(f"{base}/metrics", _cbor(session=2, time=3.0, outbox="not a map"))
+    assert core.invalid == 1  # breaks the contract: not mirrored
+    assert not [t for t, _, _ in sent if t == "vigil-json/s1/u1/metrics"]
+
+
+def test_vigil_hub_homeassistant_runs_and_stops(broker, tmp_path):
+    """The standalone runner: announces a unit, says offline on SIGTERM; a bad config is
+    refused with its key before anything connects."""
+    from tests.test_link_commands import UnitDouble, make_unit
+
+    Signer.generate(tmp_path / "hub.pem", tmp_path / "hub.pub.pem")
+    (tmp_path / "bad.toml").write_text('[homeassistant]\ndiscovery = "both"\n')
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    cli = [sys.executable, "-m", "tools.hub.cli", "homeassistant", "--mqtt", broker.url,
+           "--site", "s1", "--key", str(tmp_path / "hub.pem")]  # fmt: skip
+    bad = subprocess.run([*cli, "--config", str(tmp_path / "bad.toml")], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "homeassistant.discovery" in bad.stderr
+    link = make_unit(broker.url, tmp_path, UnitDouble(), tmp_path / "hub.pub.pem")
+    link.start()
+    ha = Observer(broker.url)
+    proc = subprocess.Popen(cli, env=env, cwd=REPO_ROOT)
+    try:
+        ha.wait(lambda: ha.on("homeassistant/device/vigil_s1_u1/config"), timeout=30)
+        ha.wait(lambda: ha.on("vigil-json/_bridge/s1/availability")[-1:] == [b"online"])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert ha.on("vigil-json/_bridge/s1/availability")[-1] == b"offline"
+    finally:
+        proc.kill()
+        ha.close()
+        link.stop()
