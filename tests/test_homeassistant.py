@@ -139,10 +139,13 @@ def test_clip_unit_in_home_assistant(broker, clip_unit):
         assert fired["event_type"] in cmps["events"]["event_types"]
         state_topic = cmps["rule_loitering"]["state_topic"]
         tpl = cmps["rule_loitering"]["value_template"]
-        ha.wait(
-            lambda: ha.on(state_topic) and ha_schema.render(tpl, ha.on(state_topic)[-1]) == "ON",
+        on = ha.wait(
+            lambda: [p for p in ha.on(state_topic) if ha_schema.render(tpl, p) == "ON"],
             what="loitering binary sensor ON",
-        )
+        )[0]
+        attrs = cmps["rule_loitering"]["json_attributes_template"]
+        shown = json.loads(ha_schema.render(attrs, on))
+        assert shown["zone"] == "display" and shown["severity"] and shown["explain"]
         # the JSON mirror carries the contract's event, key for key
         mirrored = json.loads(ha.wait(lambda: ha.on(f"{JSON}/events"))[0])
         cbor = [cbor2.loads(p) for p in ha.on("vigil/demo-store/demo-unit/events")]

@@ -23,6 +23,7 @@ import cbor2
 from tools.hub.client import command_topic
 from tools.hub.homeassistant.config import HomeAssistantConfig
 from tools.hub.homeassistant.discovery import (
+    MIRRORED,
     JsonTopics,
     bridge_availability_topic,
     device_discovery,
@@ -150,8 +151,8 @@ class BridgeCore:
         if parts[0] != self.prefix or len(parts) < 4:
             return
         site, unit, kind = parts[1], parts[2], "/".join(parts[3:])
-        if kind.startswith("cmd/") or kind == "config/set" or not payload:
-            return  # commands (ours and the hub's), cleared retained messages
+        if kind not in MIRRORED or not payload:
+            return  # commands (ours and the hub's), topics the bridge does not use, cleared
         msg = self._decode(topic, kind, payload)
         if msg is None:
             return
