@@ -114,7 +114,10 @@ def test_clip_unit_in_home_assistant(broker, clip_unit):
     try:
         bridge.wait_connected()
         # discovery: one device message that parses, checks out, and names its availability
-        raw = ha.wait(lambda: ha.on(DEVICE), what="device discovery")[-1]
+        # (announced at the unit's first message, updated once its config/state is seen)
+        raw = ha.wait(
+            lambda: [p for p in ha.on(DEVICE) if b"people_display" in p], what="device discovery"
+        )[-1]
         assert ha_schema.problems(DEVICE, raw) == []
         disc = json.loads(raw)
         cmps = disc["cmps"]
