@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from firmware import __version__
+from firmware.link.messages import Topics
 from tools.hub.homeassistant.config import HomeAssistantConfig
 from tools.hub.homeassistant.state import OUTCOMES, RULES, UnitView, slug
 
@@ -21,16 +22,9 @@ MIRRORED = ("status", "birth", "events", "metrics", "reply", "config/state")
 
 
 @dataclass(frozen=True, slots=True)
-class JsonTopics:
-    """``<json_prefix>/<site>/<unit>/...``: the JSON side of one unit."""
-
-    prefix: str
-    site: str
-    unit: str
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}/{self.site}/{self.unit}"
+class JsonTopics(Topics):
+    """``<json_prefix>/<site>/<unit>/...``: the JSON side of one unit (its mirrors have the
+    CBOR topics' suffixes, so ``status``, ``events``... are inherited)."""
 
     def mirror(self, kind: str) -> str:
         return f"{self.base}/{kind}"
