@@ -137,11 +137,20 @@ class FrameLoop:
                     self._print_status(frame)
                     next_status = wall + 1.0
                 if wall >= next_metrics and s.link is not None:
-                    s.link.publish_metrics(self.metrics.snapshot())
+                    s.link.publish_metrics(self._hub_metrics())
                     next_metrics = wall + self.metrics_interval_s
         finally:
             self._finish()
         return LoopResult(self.metrics.frames, self.event_counts, self.metrics, self._stop_reason)
+
+    def _hub_metrics(self) -> dict:
+        """The loop's figures for the hub: timings, people and arming per zone, unit arming."""
+        engine = self.s.engine
+        return {
+            **self.metrics.snapshot(),
+            "zones": engine.zone_figures(),
+            "armed": engine.unit_armed,
+        }
 
     def _process(self, frame: Frame) -> None:
         s, m = self.s, self.metrics

@@ -226,7 +226,12 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         + (["recording"] if stages.recorder is not None else []),
         "source": reader.name,
     }
-    loop = FrameLoop(stages, status_out=status_out, max_frames=opts.max_frames)
+    loop = FrameLoop(
+        stages,
+        status_out=status_out,
+        max_frames=opts.max_frames,
+        metrics_interval_s=cfg.link.metrics_interval_s,
+    )
     unit = Unit(loaded, loop, birth, ddir)
     from firmware.diag import UnitProbe
 

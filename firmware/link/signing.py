@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class Signer:
         self.key = key
         self.counter_file = counter_file
         self._last = 0
+        self._lock = threading.Lock()  # one key may sign for several threads (API, bridge)
         if counter_file is not None and counter_file.exists():
             try:
                 self._last = int(counter_file.read_text().strip() or 0)
@@ -99,10 +101,11 @@ class Signer:
         return cls(key, private_path.with_suffix(private_path.suffix + ".counter"))
 
     def next_counter(self) -> int:
-        self._last = max(self._last + 1, time.time_ns() // 1000)
-        if self.counter_file is not None:
-            self.counter_file.write_text(str(self._last))
-        return self._last
+        with self._lock:
+            self._last = max(self._last + 1, time.time_ns() // 1000)
+            if self.counter_file is not None:
+                self.counter_file.write_text(str(self._last))
+            return self._last
 
     def body(
         self, request_id: str, args: dict, ts: float | None = None, ctr: int | None = None

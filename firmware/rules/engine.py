@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -98,6 +99,7 @@ class RuleEngine:
             self.mem, zones, lines, self.fps, self.frame_size, cfg.schedule, self.clock, unit_armed
         )
         self.sits = Situations()
+        self._p_slots = np.empty(0, np.int64)  # people of the last frame (zone_figures)
         self.rules: list[Rule] = []
         for name, cls in _rule_classes().items():
             rcfg = getattr(cfg.rules, name)
@@ -130,6 +132,7 @@ class RuleEngine:
         p_boxes = boxes.take(people, axis=0)  # take: faster than fancy row indexing
         p_feet = foot_points(p_boxes)
         entered, exited = self.env.zones.update(p_slots, p_feet, t)
+        self._p_slots = p_slots
         ctx = FrameContext(
             t=t,
             frame=int(frame_index),
@@ -163,6 +166,18 @@ class RuleEngine:
                 flush(float(timestamp), int(frame_index), self.sits)
         self.sits.close_all(float(timestamp), int(frame_index))
         return self.sits.take()
+
+    def zone_figures(self) -> dict[str, dict[str, Any]]:
+        """Per zone: people in it on the last frame (with inertia) and whether it is armed,
+        for the hub's metrics (``metrics.zones`` in docs/mqtt.md)."""
+        zones = self.env.zones
+        if not len(zones):
+            return {}
+        counts = self.mem.z_member.take(self._p_slots, axis=0).sum(axis=0).tolist()
+        return {
+            name: {"people": int(counts[i]), "armed": bool(zones.armed[i])}
+            for i, name in enumerate(zones.names)
+        }
 
     @property
     def unit_armed(self) -> bool | None:

@@ -3,6 +3,7 @@
 vigil-hub keygen hub-key.pem
 vigil-hub watch --mqtt mqtt://127.0.0.1:1883 --site demo-site
 vigil-hub cmd --mqtt ... --site demo-site --unit unit-01 --key hub-key.pem arm zone=till
+vigil-hub homeassistant --mqtt ... --site demo-site --key hub-key.pem [--config hub.toml]
 vigil-hub acl demo-site unit-01
 vigil-hub serve --mqtt mqtt://127.0.0.1:1883 --site demo-site --db hub.sqlite --listen 127.0.0.1:8080
 vigil-hub user add alice --role manager --password-file pw.txt --db hub.sqlite
@@ -58,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "args", nargs="*", help="arguments as name=value (value parsed as JSON if it can be)"
     )
+    h = sub.add_parser(
+        "homeassistant", help="bridge the site's units to Home Assistant (MQTT discovery, JSON)"
+    )
+    _connection_args(h)
+    h.add_argument("--key", type=Path, help="hub private key: signs Home Assistant's commands")
+    h.add_argument("--config", type=Path, help="hub config (TOML) with a [homeassistant] table")
     from tools.hub.serve.cli import add_parsers
 
     add_parsers(sub)
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             return case_cli.run(args)
         return {
             "keygen": _keygen, "watch": _watch, "cmd": _cmd, "acl": _acl, "serve": _serve,
-            "user": _user,
+            "user": _user, "homeassistant": _homeassistant,
         }[args.action](args)  # fmt: skip
     except (OSError, ValueError, TimeoutError, RuntimeError) as e:
         print(f"vigil-hub: {e}", file=sys.stderr)
@@ -251,6 +258,40 @@ def _cmd(args: argparse.Namespace) -> int:
         reply = hub.command(args.unit, args.name, cmd_args, timeout=args.timeout)
     print(json.dumps(reply, indent=2, default=repr))
     return 0 if reply.get("ok") else 1
+
+
+def _homeassistant(args: argparse.Namespace) -> int:
+    import logging
+
+    from firmware.link.signing import Signer
+    from tools.hub.homeassistant import HomeAssistantBridge, load_hub_config
+
+    cfg = load_hub_config(args.config)
+    signer = Signer.load(args.key) if args.key else None
+    if signer is None:
+        print(
+            "vigil-hub: no --key: Home Assistant's switches and buttons are refused",
+            file=sys.stderr,
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    bridge = HomeAssistantBridge(
+        args.mqtt,
+        args.site,
+        args.prefix,
+        signer=signer,
+        cfg=cfg,
+        ca=args.ca,
+        cert=args.cert,
+        key=args.tls_key,
+        validate=not args.no_validate,
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    bridge.start()
+    done.wait()
+    bridge.stop()
+    return 0
 
 
 def acl_lines(prefix: str, site: str, unit: str) -> list[str]:

@@ -37,6 +37,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--no-validate", action="store_true", help="do not check messages against the CDDL"
     )
+    s.add_argument(
+        "--homeassistant",
+        action="store_true",
+        help="bridge the units to Home Assistant (MQTT discovery, JSON topics; [homeassistant] in --store; docs/homeassistant.md)",
+    )
     u = sub.add_parser("user", help="console accounts: add, list, remove, passwd")
     us = u.add_subparsers(dest="user_action", required=True, metavar="ACTION")
     for name, help_ in (
@@ -72,6 +77,7 @@ def serve(args: argparse.Namespace) -> int:
         mqtt=args.mqtt, site=args.site, prefix=args.prefix, db=args.db, listen=args.listen,
         key=args.key, tls_cert=args.tls_cert, tls_key=args.tls_key, store=args.store,
         mqtt_ca=args.mqtt_ca, mqtt_cert=args.mqtt_cert, mqtt_key=args.mqtt_key,
+        homeassistant=args.homeassistant or None,
     )  # fmt: skip
     for what, path in (
         ("--key", cfg.key),

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from firmware.link.config import parse_url
+from tools.hub.homeassistant.config import HomeAssistantConfig
 
 DEFAULT_DB = "~/.local/share/vigil-hub/hub.sqlite"
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -66,6 +67,10 @@ class StoreConfig(_Strict):
 
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     cases: CasesConfig = Field(default_factory=CasesConfig)
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig,
+        description="the Home Assistant bridge, with `vigil-hub serve --homeassistant` (docs/homeassistant.md)",
+    )
     webhook: WebhookConfig | None = Field(
         None, description="the store's incident system: case changes posted here (docs/cases.md)"
     )
@@ -88,6 +93,7 @@ class ServeConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     store_dir: Path | None = None
     max_request_bytes: int = Field(64 * 1024, gt=0)
+    homeassistant: bool = False
 
     @field_validator("mqtt")
     @classmethod

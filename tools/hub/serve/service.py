@@ -63,6 +63,14 @@ class Hub:
             cfg.mqtt, cfg.site, self.ingest, prefix=cfg.prefix, client_id=client_id,
             ca=cfg.mqtt_ca, cert=cfg.mqtt_cert, key=cfg.mqtt_key, signer=signer,
         )  # fmt: skip
+        self.homeassistant = None
+        if cfg.homeassistant:
+            from tools.hub.homeassistant import HomeAssistantBridge
+
+            self.homeassistant = HomeAssistantBridge(
+                cfg.mqtt, cfg.site, cfg.prefix, signer=signer, cfg=cfg.store.homeassistant,
+                ca=cfg.mqtt_ca, cert=cfg.mqtt_cert, key=cfg.mqtt_key, validate=validate,
+            )  # fmt: skip
         self.limit = RateLimit()
         self.floor_sources: list[FloorSource] = []
         self.known_units = {u.unit for u in cfg.store.units}
@@ -72,9 +80,13 @@ class Hub:
         self.session.start()
         if self.webhook is not None:
             self.webhook.start()
+        if self.homeassistant is not None:
+            self.homeassistant.start()
         return self
 
     def stop(self) -> None:
+        if self.homeassistant is not None:
+            self.homeassistant.stop()
         self.session.stop()
         self.ingest.stop()
         if self.webhook is not None:
