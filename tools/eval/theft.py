@@ -20,25 +20,21 @@ Choices (docs/forecast.md):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from firmware.paths import eval_data_dir
 from tools.hub.forecast import History, HistoryError, from_records
 
 FILE = "theft/stlouis_shoplifting_2008_2018.csv"
 COLUMNS = ["time", "district", "neighborhood"]
 
 
-def data_root() -> Path:
-    return Path(os.environ.get("VIGIL_EVAL_DATA", "../shared/data"))
-
-
 def stlouis_frame(path: Path | None = None) -> tuple[pd.DataFrame, int]:
     """The history rows (sorted by time) and how many duplicate records were dropped."""
-    path = path or data_root() / FILE
+    path = path or eval_data_dir() / FILE
     if not path.exists():
         raise HistoryError(f"{path}: not found (set VIGIL_EVAL_DATA)")
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)

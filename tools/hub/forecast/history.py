@@ -72,12 +72,22 @@ def hour_to_iso(hours: np.ndarray) -> np.ndarray:
     return np.datetime_as_string(np.asarray(hours, dtype="datetime64[h]"), unit="m")
 
 
-def from_records(times: list, zones: list[str] | None = None) -> History:
-    """A history from Python datetimes / ISO strings (and zone names), e.g. from the hub's db."""
+def from_records(
+    times: list, zones: list[str] | None = None, known_zones: tuple[str, ...] = ()
+) -> History:
+    """A history from Python datetimes / ISO strings (and zone names), e.g. from the hub's db;
+    ``known_zones`` are forecast too, even without an incident yet."""
+    if not times and known_zones:
+        return History(np.zeros(0, np.int64), np.zeros(0, np.int32), tuple(sorted(known_zones)))
     frame = pd.DataFrame({"time": [str(t) for t in times]})
     if zones is not None:
         frame["zone"] = [str(z) for z in zones]
-    return _from_frame(frame, "zone" if zones is not None else None, "records")
+    history = _from_frame(frame, "zone" if zones is not None else None, "records")
+    names = tuple(sorted(set(history.zones) | set(known_zones)))
+    if names == history.zones:
+        return history
+    remap = np.array([names.index(z) for z in history.zones], dtype=np.int32)
+    return History(history.hours, remap[history.zone_idx], names, history.duplicates)
 
 
 def read_history_csv(path: str | Path, zone_column: str | None = None) -> History:
