@@ -264,7 +264,7 @@ def test_missing_zone_column_and_empty_zone(tmp_path):
 
 def test_duplicate_rows_are_reported(tmp_path, capsys):
     hist = tmp_path / "h.csv"
-    rows = ["2020-01-0%dT1%d:00" % (d, d) for d in range(1, 8)]
+    rows = [f"2020-01-0{d}T1{d}:00" for d in range(1, 8)]
     hist.write_text("time\n" + "\n".join(rows + [rows[2], rows[5]]) + "\n")
     assert read_history_csv(hist).duplicates == (9, 10)
     rc = eval_main(["forecast", "--history", str(hist), "--start", "2020-01-08",
@@ -277,7 +277,11 @@ def test_offsets_are_dropped_and_times_floored_to_the_hour(tmp_path):
     hist = tmp_path / "h.csv"
     hist.write_text("time\n2020-01-01T10:59:59+01:00\n2020-01-01 11:00\n2020-01-01T12:05Z\n")
     h = read_history_csv(hist)
-    assert list(hour_to_iso(h.hours)) == ["2020-01-01T10:00", "2020-01-01T11:00", "2020-01-01T12:00"]
+    assert list(hour_to_iso(h.hours)) == [
+        "2020-01-01T10:00",
+        "2020-01-01T11:00",
+        "2020-01-01T12:00",
+    ]
 
 
 # St. Louis (the "Done when") ----------------------------------------------------

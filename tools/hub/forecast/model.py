@@ -327,7 +327,8 @@ class Forecaster:
 
     def explain(self) -> Explanation:
         """Profile per zone (a week from next Monday), weekly level, level ratio and factors."""
-        monday = self.t0 + ((-(self.t0 // 24 + _MONDAY_OFFSET)) % 7) * 24 - self.t0 % 24
+        day = -(-self.t0 // 24)  # the first midnight at or after t0
+        monday = (day + (-(day + _MONDAY_OFFSET)) % 7) * 24
         week = self.predict(monday + HOURS_PER_WEEK).expected[:, monday - self.t0 :]
         weekly = week.sum(1)
         profile = (week / np.maximum(weekly[:, None] / HOURS_PER_WEEK, 1e-12)).reshape(-1, 7, 24)
