@@ -31,6 +31,8 @@ VARIANTS: dict[str, dict] = {
     "no holidays": {"holidays": None},
     "trend": {"trend": True},
     "window 156 w": {"window_weeks": 156},
+    "level prior 5, zone prior 30": {"level_prior": 5, "zone_prior": 30},
+    "level prior 2, zone prior 30": {"level_prior": 2, "zone_prior": 30},
 }
 
 

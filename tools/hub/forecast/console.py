@@ -92,7 +92,9 @@ def weekly_summary(stored: StoredForecast, history: History | None = None) -> li
         rows.append(
             {
                 "zone": z,
-                "last_week": int(last[zone_of[z]].sum()) if last is not None and z in zone_of else "",
+                "last_week": int(last[zone_of[z]].sum())
+                if last is not None and z in zone_of
+                else "",
                 "next_week_expected": round(total, 2),
                 "next_week_low": int(lo),
                 "next_week_high": int(hi),
