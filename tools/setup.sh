@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command to set up a development machine: system packages the tests need, then a
-# virtual environment in .venv with the unit's package and the dev/eval tools.
+# virtual environment in .venv with the unit's package and the dev/eval/hub tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # mosquitto: the tests' real broker; systemd: systemd-analyze checks the service units;

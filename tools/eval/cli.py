@@ -29,6 +29,10 @@ SUBCOMMANDS = {
         "run_anonymise",
         "anonymised PNGs, as the unit would store them, for a folder of images",
     ),
+    "forecast": (
+        "run_forecast",
+        "expected incidents per zone per hour, with an 80% interval, from an incident history",
+    ),
 }
 
 
