@@ -1,6 +1,11 @@
 """Fail-closed anonymisation of the frames the unit stores or shows.
 
-Masks come from this frame's person detections, from tracks, and from memory: a track's
+Masks come from this frame's person detections, from tracks, and from memory. Detections at
+the operating score (``confident_score``) are always masked, still or moving; weaker
+candidates (down to ``min_score``) only where they agree with something else: the
+static-scene model's foreground under them, or a track's box. Without a foreground mask
+(no scene model yet, or the scene is unstable) every weak candidate counts, as the
+fail-safe. A track's
 mask stays (and grows) for ``persist_frames`` after its last detection, so one missed
 detection never unmasks anyone. When inference fails, stalls or falls behind, the whole
 frame is masked until it has worked for ``recovery_frames`` frames in a row. Static privacy
@@ -66,13 +71,16 @@ class Anonymiser:
         inference_ok: bool = True,
         scale_from: tuple[int, int] | None = None,
         faces: np.ndarray | None = None,
+        foreground: np.ndarray | None = None,
     ) -> np.ndarray:
         """A new, masked copy of ``image`` (HxWx3 BGR) for storing or showing.
 
         ``detections``/``tracks`` are this frame's (None when inference did not run);
         ``scale_from`` is the (width, height) their boxes refer to when that is not the
         image's size (inference on the low-resolution stream); ``faces`` (N,4) xyxy boxes
-        from a face locator, in the same coordinates, are masked too (in every mode).
+        from a face locator, in the same coordinates, are masked too (in every mode);
+        ``foreground`` is the static-scene model's boolean mask at any resolution covering
+        the whole frame (None: unknown, every weak candidate is masked).
         """
         h, w = image.shape[:2]
         sx, sy = (1.0, 1.0) if scale_from is None else (w / scale_from[0], h / scale_from[1])
@@ -91,7 +99,7 @@ class Anonymiser:
             self._fill(out, 0, 0, w, h)
             return out
         self.last_full = False
-        regions = self._regions(detections, tracks, sx, sy, w, h)
+        regions = self._regions(detections, tracks, sx, sy, w, h, foreground)
         if faces is not None and len(faces):
             f = _scale(np.asarray(faces, np.float32).reshape(-1, 4), sx, sy)
             fr = self._enlarge(f, f, np.full(len(f), 10.0, np.float32), w, h)  # generous
@@ -169,6 +177,7 @@ class Anonymiser:
         sy: float,
         w: int,
         h: int,
+        foreground: np.ndarray | None = None,
     ) -> np.ndarray:
         """All mask rectangles for this frame as int32 (N,4) xyxy, clipped to the image."""
         boxes: list[np.ndarray] = []
@@ -183,13 +192,7 @@ class Anonymiser:
 
         db = np.zeros((0, 4), np.float32)
         if detections is not None and len(detections):
-            keep = (detections.classes == PERSON) & (detections.scores >= self.cfg.min_score)
-            b = detections.boxes
-            area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) * (sx * sy) / float(w * h)
-            keep &= (detections.scores >= self.cfg.confident_score) | (
-                area <= self.cfg.low_score_max_area
-            )
-            d = detections.select(keep)
+            d = detections.select(self._kept(detections, tracks, sx, sy, w, h, foreground))
             dk = None if d.keypoints is None else _scale_kp(d.keypoints, sx, sy)
             db = _scale(d.boxes, sx, sy)
             add(db, dk, np.zeros(len(d)))
@@ -217,6 +220,35 @@ class Anonymiser:
         k = np.concatenate(kps)
         a = np.concatenate(ages)
         return self._enlarge(self._target(b, k), b, a, w, h)
+
+    def _kept(
+        self,
+        det: Detections,
+        tracks: Tracks | None,
+        sx: float,
+        sy: float,
+        w: int,
+        h: int,
+        foreground: np.ndarray | None,
+    ) -> np.ndarray:
+        """Which detections to mask: people at the operating score; weaker ones (down to
+        ``min_score``, not frame-sized) where foreground or a track agrees, or all of them
+        when there is no foreground to ask."""
+        cfg = self.cfg
+        b = _scale(det.boxes, sx, sy)
+        person = (det.classes == PERSON) & (det.scores >= cfg.min_score)
+        confident = det.scores >= cfg.confident_score
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / float(w * h)
+        weak = person & ~confident & (area <= cfg.low_score_max_area)
+        if foreground is None or not weak.any():
+            return person & (confident | weak)
+        agree = foreground_share(foreground, b, w, h) >= cfg.weak_foreground
+        known = [m.box for m in self._memory.values()]
+        if tracks is not None and len(tracks):
+            known += list(_scale(tracks.boxes[tracks.classes == PERSON], sx, sy))
+        if known:
+            agree |= _inside_share(b, np.stack(known)).max(axis=1) >= cfg.weak_track_overlap
+        return person & (confident | (weak & agree))
 
     def _target(self, boxes: np.ndarray, kps: np.ndarray) -> np.ndarray:
         """The area to mask for each person box, by mode (whole box, or the head)."""
@@ -325,6 +357,29 @@ class Anonymiser:
         if self.cfg.static_masks:
             h, w = out.shape[:2]
             out[self._static_mask(w, h)] = self.cfg.color
+
+
+def foreground_share(fg: np.ndarray, boxes: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Fraction of each box (image pixels, xyxy) that is foreground in ``fg`` (a boolean mask
+    of the whole frame at its own resolution), from one integral image."""
+    mh, mw = fg.shape[:2]
+    ii = cv2.integral(fg.astype(np.uint8)).astype(np.int64)
+    c = boxes * np.array([mw / w, mh / h, mw / w, mh / h], np.float32)
+    x1 = np.clip(np.floor(c[:, 0]), 0, mw - 1).astype(np.int64)
+    y1 = np.clip(np.floor(c[:, 1]), 0, mh - 1).astype(np.int64)
+    x2 = np.clip(np.maximum(np.ceil(c[:, 2]), x1 + 1), 1, mw).astype(np.int64)
+    y2 = np.clip(np.maximum(np.ceil(c[:, 3]), y1 + 1), 1, mh).astype(np.int64)
+    n = ii[y2, x2] - ii[y1, x2] - ii[y2, x1] + ii[y1, x1]
+    return n / ((x2 - x1) * (y2 - y1)).astype(np.float64)
+
+
+def _inside_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[i, j]: fraction of box a[i]'s area that lies inside box b[j]."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(axis=2)
+    area = np.clip(a[:, 2:] - a[:, :2], 1e-6, None).prod(axis=1)
+    return inter / area[:, None]
 
 
 def _drop_contained(r: np.ndarray) -> np.ndarray:
