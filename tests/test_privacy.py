@@ -120,6 +120,26 @@ def test_weak_candidates_need_foreground_or_a_track() -> None:
     assert covered(img, out, chair) == 1.0  # no scene model yet: every weak one counts
 
 
+def test_weak_candidate_on_a_remembered_person_keeps_them_masked() -> None:
+    """A tracked person sits down: the track is lost and the detector only half-sees them,
+    with no foreground left under them; the memory is renewed while it still sees them."""
+    img = scene()
+    cfg = PrivacyConfig(persist_frames=5, detection_persist_frames=0, persist_growth=0.0)
+    seat = (120, 60, 150, 120)
+    weak = Detections(np.array([seat], np.float32), np.array([0.1], np.float32),
+                      np.array([PERSON], np.int16))  # fmt: skip
+    empty = np.zeros((60, 80), bool)
+    for renewing in (True, False):
+        anon = Anonymiser(cfg)
+        anon.apply(img, dets(seat), tracks([7], [seat], [True]), foreground=empty)
+        for k in range(30):  # 6x persist_frames
+            d = weak if renewing else Detections.empty()
+            out = anon.apply(img, d, None, foreground=empty)
+            if renewing:
+                assert covered(img, out, seat) == 1.0, f"frame {k}: unmasked"
+        assert renewing or covered(img, out, seat) == 0.0  # without it the memory expires
+
+
 def test_track_mask_persists_after_detection_lost_then_expires() -> None:
     cfg = PrivacyConfig(persist_frames=5, detection_persist_frames=0)
     anon = Anonymiser(cfg)

@@ -3,7 +3,9 @@
 Masks come from this frame's person detections, from tracks, and from memory. Detections at
 the operating score (``confident_score``) are always masked, still or moving; weaker
 candidates (down to ``min_score``) only where they agree with something else: the
-static-scene model's foreground under them, or a track's box. Without a foreground mask
+static-scene model's foreground under them, or a track's box; a weak candidate on a
+remembered person renews that memory, so someone who sits down and fades into the
+background stays masked while the detector still sees them at all. Without a foreground mask
 (no scene model yet, or the scene is unstable) every weak candidate counts, as the
 fail-safe. A track's
 mask stays (and grows) for ``persist_frames`` after its last detection, so one missed
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 HEAD_KEYPOINTS = slice(0, 5)  # COCO: nose, eyes, ears
 SHOULDERS = (5, 6)
 KEYPOINT_MIN_SCORE = 0.3
+REFRESH_IOU = 0.5  # a weak candidate this close to a remembered person renews the memory
 
 
 @dataclass(slots=True)
@@ -199,17 +202,24 @@ class Anonymiser:
         for age, old in enumerate(reversed(self._recent), start=1):
             if age <= self.cfg.detection_persist_frames:
                 add(old, None, np.full(len(old), age))
-        self._recent.append(db.copy())
+        tb = np.zeros((0, 4), np.float32)
+        if tracks is not None and len(tracks):
+            tb = _scale(tracks.boxes[tracks.classes == PERSON], sx, sy)
+        untracked = _inside_share(db, tb).max(axis=1) < 0.9 if len(tb) and len(db) else None
+        self._recent.append(db[untracked].copy() if untracked is not None else db.copy())
+        current: set[int] = set()
         if tracks is not None and len(tracks):
             t = tracks.select(tracks.classes == PERSON)
+            current = {int(i) for i in t.ids}
             tk = None if t.keypoints is None else _scale_kp(t.keypoints, sx, sy)
             tage = np.array(
                 [self._memory[int(i)].age if int(i) in self._memory else 0 for i in t.ids],
                 np.float32,
             )
             add(_scale(t.boxes, sx, sy), tk, tage)
-        if self._memory:
-            mems = list(self._memory.values())
+        # a remembered track seen this frame is already there as the track's own box
+        mems = [m for i, m in self._memory.items() if m.age > 0 or i not in current]
+        if mems:
             mk = np.stack(
                 [m.keypoints if m.keypoints is not None else np.full((17, 3), np.nan) for m in mems]
             ).astype(np.float32)
@@ -243,11 +253,17 @@ class Anonymiser:
         if foreground is None or not weak.any():
             return person & (confident | weak)
         agree = foreground_share(foreground, b, w, h) >= cfg.weak_foreground
-        known = [m.box for m in self._memory.values()]
+        mems = list(self._memory.values())
+        known = [m.box for m in mems]
         if tracks is not None and len(tracks):
             known += list(_scale(tracks.boxes[tracks.classes == PERSON], sx, sy))
         if known:
-            agree |= _inside_share(b, np.stack(known)).max(axis=1) >= cfg.weak_track_overlap
+            kb = np.stack(known)
+            agree |= _inside_share(b, kb).max(axis=1) >= cfg.weak_track_overlap
+            if mems:  # a remembered person still seen, however weakly, stays remembered
+                iou = _iou(b[weak], kb[: len(mems)])
+                for j in np.flatnonzero(iou.max(axis=0) >= REFRESH_IOU):
+                    mems[j].age = 0
         return person & (confident | (weak & agree))
 
     def _target(self, boxes: np.ndarray, kps: np.ndarray) -> np.ndarray:
@@ -300,7 +316,8 @@ class Anonymiser:
         r[:, [1, 3]] = np.clip(np.floor(r[:, [1, 3]]), 0, h)
         r[:, 2:] = np.ceil(r[:, 2:])
         r = r.astype(np.int32)
-        return _drop_contained(r[(r[:, 2] > r[:, 0]) & (r[:, 3] > r[:, 1])])
+        r = r[(r[:, 2] > r[:, 0]) & (r[:, 3] > r[:, 1])]
+        return _drop_contained(np.unique(r, axis=0) if len(r) > 1 else r)
 
     # ---- drawing ----------------------------------------------------------------------
     def _fill(self, out: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> None:
@@ -380,6 +397,15 @@ def _inside_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.clip(hi - lo, 0, None).prod(axis=2)
     area = np.clip(a[:, 2:] - a[:, :2], 1e-6, None).prod(axis=1)
     return inter / area[:, None]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[i, j]: intersection over union of boxes a[i] and b[j]."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(axis=2)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(axis=1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-6)
 
 
 def _drop_contained(r: np.ndarray) -> np.ndarray:
