@@ -22,6 +22,7 @@ from firmware.recording.escrow import (
     EscrowSealer,
     EscrowStore,
     generate_escrow_pair,
+    load_private_key,
     load_public_key,
 )
 
@@ -136,3 +137,48 @@ def test_keygen_escrow_writes_the_pair_and_never_overwrites(tmp_path, capsys) ->
     assert load_public_key(tmp_path / "dc.pub.pem")
     assert vigil(["incident", "keygen", "--escrow", "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def _site(tmp_path: Path, pub: Path) -> Path:
+    key = tmp_path / "rec.key"
+    if not key.exists():
+        generate_key_file(key)
+    site = tmp_path / "site.toml"
+    site.write_text(
+        f'[camera]\nsource = "{FRAMES}"\nfps = 25\n[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[recording]\nkey_file = "{key}"\npre_event_s = 0.2\n'
+        f'[recording.escrow]\nenabled = true\npublic_key = "{pub}"\n'
+    )
+    return site
+
+
+def test_unit_seals_an_incidents_originals_through_its_loop(tmp_path: Path, originals) -> None:
+    """`vigil run`'s own unit: the loop hands each original frame to the escrow sealer while
+    the recorder has an incident open; closing the loop seals it."""
+    from firmware.config import load
+    from firmware.unit import RunOptions, build_unit
+
+    priv, pub = generate_escrow_pair(tmp_path / "controller.pem")
+    unit = build_unit(load(_site(tmp_path, pub)), RunOptions(fast=True, max_frames=20,
+                                                             mqtt="none", watchdog=False))  # fmt: skip
+    s = unit.loop.s
+    assert s.recorder is not None and s.escrow is not None
+    ev = Event("fight", "fight", EventPhase.START, Severity.ALERT, 0.0, 0, 0.0, 0)
+    unit.loop.submit(lambda: s.recorder.on_event(ev))
+    unit.loop.run()
+    assert s.escrow.sealed and s.escrow.sealed == s.recorder.recorded
+    out = tmp_path / "orig.avi"
+    EscrowStore(tmp_path / "data").reveal(
+        s.escrow.sealed[0], load_private_key(priv), out, "dpo", "test"
+    )
+    assert len(decode_clip(out.read_bytes(), "MJPG")) >= 19
+
+
+def test_unit_refuses_to_start_without_the_escrow_public_key(tmp_path: Path, originals) -> None:
+    from firmware.config import load
+    from firmware.unit import RunOptions, build_unit
+
+    missing = tmp_path / "nowhere.pub.pem"
+    with pytest.raises(ValueError, match=r"escrow public key .*nowhere\.pub\.pem: not found"):
+        build_unit(load(_site(tmp_path, missing)), RunOptions(fast=True, mqtt="none",
+                                                              watchdog=False))  # fmt: skip
