@@ -43,6 +43,7 @@ class Stages:
     sinks: list = field(default_factory=list)
     anonymiser: Any = None
     recorder: Any = None
+    escrow: Any = None  # firmware.recording.escrow.EscrowSealer: originals sealed per incident
     preview: Any = None
     watchdog: Any = None
     every_nth_frame: int = 1
@@ -176,6 +177,10 @@ class FrameLoop:
                 s.recorder.push(frame.index, frame.timestamp, masked, self.tracks)
                 for ev in events:  # rule events and the deterrent actions they caused
                     s.recorder.on_event(ev)
+                if s.escrow is not None:
+                    s.escrow.push(
+                        frame.index, frame.timestamp, frame.image, s.recorder.open_incident
+                    )
         with m.stage("publish"):
             self.emit(events)
             if s.preview is not None and masked is not None:
@@ -239,7 +244,8 @@ class FrameLoop:
         ok = not self.inference_failing and frame.index - self._last_inference_frame <= max(
             STALE_INFERENCE_FRAMES, s.every_nth_frame
         )
-        return s.anonymiser.apply(frame.image, dets, self.tracks, inference_ok=ok)
+        fg = getattr(s.detector, "last_foreground", None) if dets is not None else None
+        return s.anonymiser.apply(frame.image, dets, self.tracks, inference_ok=ok, foreground=fg)
 
     def emit(self, events: list[Event]) -> None:
         """Send events to every sink and the hub link (loop thread only)."""
@@ -328,7 +334,7 @@ class FrameLoop:
                 events.extend(s.deterrents.tick(now))
             self.emit(events)
         finally:
-            for closer in (s.recorder, s.preview, s.deterrents):
+            for closer in (s.recorder, s.escrow, s.preview, s.deterrents):
                 if closer is not None:
                     _quiet(closer.close)
             for sink in s.sinks:

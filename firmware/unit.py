@@ -207,6 +207,7 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         )
         if rec.available:
             stages.recorder = rec
+            stages.escrow = _escrow(cfg, loaded, ddir, fps)
         else:
             rec.close()
     if opts.preview:
@@ -263,6 +264,18 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         stages.link = unit.link
         stages.probe.link = unit.link
     return unit
+
+
+def _escrow(cfg, loaded: LoadedConfig, ddir: Path, fps: float):
+    """The escrow sealer when enabled; a missing or bad public key is refused at start."""
+    esc = cfg.recording.escrow
+    if not esc.enabled:
+        return None
+    from firmware.recording.escrow import EscrowSealer, load_public_key
+
+    pub = load_public_key(loaded.resolve(esc.public_key))  # RecordingKeyError is a ValueError
+    rec = cfg.recording
+    return EscrowSealer(esc, ddir, pub, fps, rec.pre_event_s, rec.max_clip_s)
 
 
 def fail(message: str) -> int:

@@ -1,7 +1,8 @@
-"""`vigil incident list|export|hold|release|delete|purge|audit|keygen`: incidents on this unit.
+"""`vigil incident list|export|reveal|hold|release|delete|purge|audit|keygen`: incidents.
 
 Export decrypts an incident for the person entitled to it, who must hold the key file;
-every export, hold, release and deletion is written to the unit's audit log.
+reveal opens its escrowed originals for the data controller, who holds the escrow private
+key. Every export, reveal, hold, release and deletion is written to the unit's audit log.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ex.add_argument("--out", required=True, help="clip file to write; the record goes beside it")
     ex.add_argument("--key", help="key file (default: recording.key_file from the config)")
     _who(ex, reason_required=True)
+    rv = sub.add_parser("reveal", help="open an incident's escrowed originals (controller only)")
+    rv.add_argument("incident", help="incident id")
+    rv.add_argument("--escrow-key", required=True, help="the escrow private key (PEM)")
+    rv.add_argument("--out", required=True, help="video file to write (.mp4, or .avi for MJPG)")
+    _who(rv, reason_required=True)
     ho = sub.add_parser("hold", help="put an incident on legal hold (retention skips it)")
     ho.add_argument("incident")
     _who(ho, reason_required=True)
@@ -50,6 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     au.add_argument("--verify", action="store_true", help="only check; exit 1 if broken")
     kg = sub.add_parser("keygen", help="create a new recording key file (mode 600)")
     kg.add_argument("--out", required=True, help="key file to create (never overwritten)")
+    kg.add_argument(
+        "--escrow",
+        action="store_true",
+        help="an escrow key pair instead: --out gets the private key (PEM, mode 600, for the "
+        "data controller), <stem>.pub.pem the public key (for the unit's config)",
+    )
 
 
 def _who(p: argparse.ArgumentParser, reason_required: bool) -> None:
@@ -63,6 +75,16 @@ def _fail(msg: str, code: int = 1) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.incident_command == "keygen" and args.escrow:
+        from firmware.recording.escrow import generate_escrow_pair
+
+        try:
+            priv, pub = generate_escrow_pair(args.out)
+        except (RecordingKeyError, OSError) as e:
+            return _fail(str(e))
+        print(f"wrote {priv} (private: for the data controller, never on a unit) and {pub} "
+              "(public: [recording.escrow].public_key)")  # fmt: skip
+        return 0
     if args.incident_command == "keygen":
         try:
             generate_key_file(args.out)
@@ -87,6 +109,14 @@ def run(args: argparse.Namespace) -> int:
             paths = store.export(args.incident, key, Path(args.out), actor, args.reason)
             print(f"exported incident {args.incident}: " + ", ".join(str(p) for p in paths))
             return 0
+        if args.incident_command == "reveal":
+            from firmware.recording.escrow import EscrowStore, load_private_key
+
+            escrow = EscrowStore(data_dir, cfg.recording.escrow.retention_h)
+            priv = load_private_key(args.escrow_key)
+            out = escrow.reveal(args.incident, priv, Path(args.out), actor, args.reason)
+            print(f"revealed incident {args.incident}'s original frames: {out} (audited)")
+            return 0
         if args.incident_command in ("hold", "release"):
             store.set_hold(args.incident, args.incident_command == "hold", actor, args.reason)
             print(
@@ -99,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.incident_command == "purge":
             gone = store.enforce_retention(dry_run=args.dry_run)
+            if not args.dry_run:
+                from firmware.recording.escrow import EscrowStore
+
+                escrow = EscrowStore(data_dir, cfg.recording.escrow.retention_h)
+                gone += [f"{i} (originals)" for i in escrow.enforce_retention(actor=actor)]
             verb = "would delete" if args.dry_run else "deleted"
             print(f"{verb} {len(gone)} incident(s)" + (": " + ", ".join(gone) if gone else ""))
             return 0

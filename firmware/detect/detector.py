@@ -73,6 +73,7 @@ class Detector:
             )
         self.live_background = True  # update the background with every frame (False: stills)
         self.background_applied = False  # whether the prior re-scored the last frame
+        self.last_foreground: np.ndarray | None = None  # its foreground mask (low-res), if so
 
     def warm_up(self, images) -> None:
         """For stills of one fixed camera (evaluation): background = their median, and no live
@@ -156,6 +157,7 @@ class Detector:
         prior applies to this frame, and the frame updates the background (live mode)."""
         thr = self.cfg.score_threshold if score_threshold is None else score_threshold
         bg = self.background
+        self.last_foreground = None
         if bg is None:
             boxes, scores, ids = self.candidates(image_bgr, thr)
             t0 = time.perf_counter()
@@ -183,6 +185,7 @@ class Detector:
         h, w = image.shape[:2]
         mask = bg.mask(image)
         self.background_applied = applied = bg.stable(mask)
+        self.last_foreground = mask if applied else None
         person = ids == PERSON
         if applied:
             assert mask is not None

@@ -1,6 +1,13 @@
 """Fail-closed anonymisation of the frames the unit stores or shows.
 
-Masks come from this frame's person detections, from tracks, and from memory: a track's
+Masks come from this frame's person detections, from tracks, and from memory. Detections at
+the operating score (``confident_score``) are always masked, still or moving; weaker
+candidates (down to ``min_score``) only where they agree with something else: the
+static-scene model's foreground under them, or a track's box; a weak candidate on a
+remembered person renews that memory, so someone who sits down and fades into the
+background stays masked while the detector still sees them at all. Without a foreground mask
+(no scene model yet, or the scene is unstable) every weak candidate counts, as the
+fail-safe. A track's
 mask stays (and grows) for ``persist_frames`` after its last detection, so one missed
 detection never unmasks anyone. When inference fails, stalls or falls behind, the whole
 frame is masked until it has worked for ``recovery_frames`` frames in a row. Static privacy
@@ -25,6 +32,7 @@ log = logging.getLogger(__name__)
 HEAD_KEYPOINTS = slice(0, 5)  # COCO: nose, eyes, ears
 SHOULDERS = (5, 6)
 KEYPOINT_MIN_SCORE = 0.3
+REFRESH_IOU = 0.5  # a weak candidate this close to a remembered person renews the memory
 
 
 @dataclass(slots=True)
@@ -66,13 +74,16 @@ class Anonymiser:
         inference_ok: bool = True,
         scale_from: tuple[int, int] | None = None,
         faces: np.ndarray | None = None,
+        foreground: np.ndarray | None = None,
     ) -> np.ndarray:
         """A new, masked copy of ``image`` (HxWx3 BGR) for storing or showing.
 
         ``detections``/``tracks`` are this frame's (None when inference did not run);
         ``scale_from`` is the (width, height) their boxes refer to when that is not the
         image's size (inference on the low-resolution stream); ``faces`` (N,4) xyxy boxes
-        from a face locator, in the same coordinates, are masked too (in every mode).
+        from a face locator, in the same coordinates, are masked too (in every mode);
+        ``foreground`` is the static-scene model's boolean mask at any resolution covering
+        the whole frame (None: unknown, every weak candidate is masked).
         """
         h, w = image.shape[:2]
         sx, sy = (1.0, 1.0) if scale_from is None else (w / scale_from[0], h / scale_from[1])
@@ -91,7 +102,7 @@ class Anonymiser:
             self._fill(out, 0, 0, w, h)
             return out
         self.last_full = False
-        regions = self._regions(detections, tracks, sx, sy, w, h)
+        regions = self._regions(detections, tracks, sx, sy, w, h, foreground)
         if faces is not None and len(faces):
             f = _scale(np.asarray(faces, np.float32).reshape(-1, 4), sx, sy)
             fr = self._enlarge(f, f, np.full(len(f), 10.0, np.float32), w, h)  # generous
@@ -169,6 +180,7 @@ class Anonymiser:
         sy: float,
         w: int,
         h: int,
+        foreground: np.ndarray | None = None,
     ) -> np.ndarray:
         """All mask rectangles for this frame as int32 (N,4) xyxy, clipped to the image."""
         boxes: list[np.ndarray] = []
@@ -183,30 +195,31 @@ class Anonymiser:
 
         db = np.zeros((0, 4), np.float32)
         if detections is not None and len(detections):
-            keep = (detections.classes == PERSON) & (detections.scores >= self.cfg.min_score)
-            b = detections.boxes
-            area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) * (sx * sy) / float(w * h)
-            keep &= (detections.scores >= self.cfg.confident_score) | (
-                area <= self.cfg.low_score_max_area
-            )
-            d = detections.select(keep)
+            d = detections.select(self._kept(detections, tracks, sx, sy, w, h, foreground))
             dk = None if d.keypoints is None else _scale_kp(d.keypoints, sx, sy)
             db = _scale(d.boxes, sx, sy)
             add(db, dk, np.zeros(len(d)))
         for age, old in enumerate(reversed(self._recent), start=1):
             if age <= self.cfg.detection_persist_frames:
                 add(old, None, np.full(len(old), age))
-        self._recent.append(db.copy())
+        tb = np.zeros((0, 4), np.float32)
+        if tracks is not None and len(tracks):
+            tb = _scale(tracks.boxes[tracks.classes == PERSON], sx, sy)
+        untracked = _inside_share(db, tb).max(axis=1) < 0.9 if len(tb) and len(db) else None
+        self._recent.append(db[untracked].copy() if untracked is not None else db.copy())
+        current: set[int] = set()
         if tracks is not None and len(tracks):
             t = tracks.select(tracks.classes == PERSON)
+            current = {int(i) for i in t.ids}
             tk = None if t.keypoints is None else _scale_kp(t.keypoints, sx, sy)
             tage = np.array(
                 [self._memory[int(i)].age if int(i) in self._memory else 0 for i in t.ids],
                 np.float32,
             )
             add(_scale(t.boxes, sx, sy), tk, tage)
-        if self._memory:
-            mems = list(self._memory.values())
+        # a remembered track seen this frame is already there as the track's own box
+        mems = [m for i, m in self._memory.items() if m.age > 0 or i not in current]
+        if mems:
             mk = np.stack(
                 [m.keypoints if m.keypoints is not None else np.full((17, 3), np.nan) for m in mems]
             ).astype(np.float32)
@@ -217,6 +230,41 @@ class Anonymiser:
         k = np.concatenate(kps)
         a = np.concatenate(ages)
         return self._enlarge(self._target(b, k), b, a, w, h)
+
+    def _kept(
+        self,
+        det: Detections,
+        tracks: Tracks | None,
+        sx: float,
+        sy: float,
+        w: int,
+        h: int,
+        foreground: np.ndarray | None,
+    ) -> np.ndarray:
+        """Which detections to mask: people at the operating score; weaker ones (down to
+        ``min_score``, not frame-sized) where foreground or a track agrees, or all of them
+        when there is no foreground to ask."""
+        cfg = self.cfg
+        b = _scale(det.boxes, sx, sy)
+        person = (det.classes == PERSON) & (det.scores >= cfg.min_score)
+        confident = det.scores >= cfg.confident_score
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / float(w * h)
+        weak = person & ~confident & (area <= cfg.low_score_max_area)
+        if foreground is None or not weak.any():
+            return person & (confident | weak)
+        agree = foreground_share(foreground, b, w, h) >= cfg.weak_foreground
+        mems = list(self._memory.values())
+        known = [m.box for m in mems]
+        if tracks is not None and len(tracks):
+            known += list(_scale(tracks.boxes[tracks.classes == PERSON], sx, sy))
+        if known:
+            kb = np.stack(known)
+            agree |= _inside_share(b, kb).max(axis=1) >= cfg.weak_track_overlap
+            if mems:  # a remembered person still seen, however weakly, stays remembered
+                iou = _iou(b[weak], kb[: len(mems)])
+                for j in np.flatnonzero(iou.max(axis=0) >= REFRESH_IOU):
+                    mems[j].age = 0
+        return person & (confident | (weak & agree))
 
     def _target(self, boxes: np.ndarray, kps: np.ndarray) -> np.ndarray:
         """The area to mask for each person box, by mode (whole box, or the head)."""
@@ -268,7 +316,8 @@ class Anonymiser:
         r[:, [1, 3]] = np.clip(np.floor(r[:, [1, 3]]), 0, h)
         r[:, 2:] = np.ceil(r[:, 2:])
         r = r.astype(np.int32)
-        return _drop_contained(r[(r[:, 2] > r[:, 0]) & (r[:, 3] > r[:, 1])])
+        r = r[(r[:, 2] > r[:, 0]) & (r[:, 3] > r[:, 1])]
+        return _drop_contained(np.unique(r, axis=0) if len(r) > 1 else r)
 
     # ---- drawing ----------------------------------------------------------------------
     def _fill(self, out: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> None:
@@ -325,6 +374,38 @@ class Anonymiser:
         if self.cfg.static_masks:
             h, w = out.shape[:2]
             out[self._static_mask(w, h)] = self.cfg.color
+
+
+def foreground_share(fg: np.ndarray, boxes: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Fraction of each box (image pixels, xyxy) that is foreground in ``fg`` (a boolean mask
+    of the whole frame at its own resolution), from one integral image."""
+    mh, mw = fg.shape[:2]
+    ii = cv2.integral(fg.astype(np.uint8)).astype(np.int64)
+    c = boxes * np.array([mw / w, mh / h, mw / w, mh / h], np.float32)
+    x1 = np.clip(np.floor(c[:, 0]), 0, mw - 1).astype(np.int64)
+    y1 = np.clip(np.floor(c[:, 1]), 0, mh - 1).astype(np.int64)
+    x2 = np.clip(np.maximum(np.ceil(c[:, 2]), x1 + 1), 1, mw).astype(np.int64)
+    y2 = np.clip(np.maximum(np.ceil(c[:, 3]), y1 + 1), 1, mh).astype(np.int64)
+    n = ii[y2, x2] - ii[y1, x2] - ii[y2, x1] + ii[y1, x1]
+    return n / ((x2 - x1) * (y2 - y1)).astype(np.float64)
+
+
+def _inside_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[i, j]: fraction of box a[i]'s area that lies inside box b[j]."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(axis=2)
+    area = np.clip(a[:, 2:] - a[:, :2], 1e-6, None).prod(axis=1)
+    return inter / area[:, None]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[i, j]: intersection over union of boxes a[i] and b[j]."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(axis=2)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(axis=1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-6)
 
 
 def _drop_contained(r: np.ndarray) -> np.ndarray:

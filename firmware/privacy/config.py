@@ -43,7 +43,7 @@ class PrivacyConfig(Section):
         Annotated[int, Field(ge=0, le=255)],
     ] = Field((96, 96, 96), description="Solid fill colour, B, G, R")
     margin: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.15,
+        0.1,
         description="Masks are enlarged by this fraction of the box's width/height on each side",
     )
     margin_px: Annotated[int, Field(ge=0, le=64)] = Field(
@@ -65,8 +65,16 @@ class PrivacyConfig(Section):
         description="Person detections at or above this score are masked: far lower than the tracker's threshold, since masking a false positive costs little and missing a person is what must not happen (the loop asks the detector for boxes down to this score)",
     )
     confident_score: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.35,
-        description="Detections below this score are 'low confidence': masked only when smaller than low_score_max_area (a detector's weak guesses include frame-sized boxes; real people that large are detected confidently)",
+        0.2,
+        description="Detections at or above this score are always masked, moving or still (a person who has become part of the background stays masked); weaker ones are 'low confidence': masked only where foreground or a track agrees (weak_foreground, weak_track_overlap) and when smaller than low_score_max_area. Chosen on the CAVIAR dev half A (docs/privacy.md)",
+    )
+    weak_foreground: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.1,
+        description="A detection below confident_score is masked only where at least this fraction of its box is foreground in the static-scene model (something there moves or was not there before), or where it lies in a track (weak_track_overlap); without a scene model every one is masked",
+    )
+    weak_track_overlap: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5,
+        description="...or where at least this fraction of its box lies inside a current or remembered person track",
     )
     low_score_max_area: Annotated[float, Field(gt=0, le=1)] = Field(
         0.1, description="Largest low-confidence detection masked, as a fraction of the frame area"

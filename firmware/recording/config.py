@@ -9,6 +9,27 @@ from pydantic import Field
 from firmware.config.base import Section
 
 
+class EscrowConfig(Section):
+    """Escrowed originals: an incident's unmasked frames sealed to a data controller's public
+    key, which the unit cannot open (see docs/privacy.md before enabling: it needs a DPIA)."""
+
+    enabled: bool = Field(
+        False,
+        description="Seal the original (unmasked) frames of each incident to public_key; off by default",
+    )
+    public_key: str = Field(
+        "/etc/vigil/escrow.pub.pem",
+        description="The data controller's X25519 public key (PEM, from `vigil incident keygen --escrow`); the private key never goes on the unit",
+    )
+    retention_h: Annotated[float, Field(gt=0, le=8784)] = Field(
+        72.0,
+        description="Escrowed originals are deleted after this many hours, unless their incident is on legal hold",
+    )
+    jpeg_quality: Annotated[int, Field(ge=50, le=100)] = Field(
+        90, description="Original frames are held and sealed as JPEG at this quality"
+    )
+
+
 class RecordingConfig(Section):
     """Incident clips: anonymised frames around an event, encrypted at rest, kept briefly."""
 
@@ -44,4 +65,7 @@ class RecordingConfig(Section):
     )
     quota_mb: Annotated[float, Field(gt=0, le=1_000_000)] = Field(
         2048.0, description="Disk quota for incidents; the oldest unheld ones go first when over"
+    )
+    escrow: EscrowConfig = Field(
+        default_factory=EscrowConfig, description="Escrowed originals (off by default)"
     )

