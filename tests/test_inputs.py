@@ -430,3 +430,42 @@ def test_running_unit_fuses_pins_and_till_stream(tmp_path, mock_pins):
     (unattended,) = [e for e in events if e.type == "till_unattended"]
     assert unattended.explain["customer_zone"] == "corner"
     assert any(e.type == "health" and e.rule == "till_unparsed" for e in events)
+
+
+def test_till_over_tcp_reconnects_after_the_feed_drops():
+    import queue
+    import socket
+    import threading
+
+    from firmware.inputs.journal import TillReader
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    cfg = TillConfig(source=f"tcp://127.0.0.1:{port}", zone="a", customer_zone="b")
+    out: queue.Queue = queue.Queue()
+    reader = TillReader(cfg, TillParser.for_config(cfg, PSEUD), out).start()
+
+    def serve(lines: list[bytes]) -> None:
+        conn, _ = srv.accept()
+        for line in lines:
+            conn.sendall(line)
+        conn.close()  # the till drops the connection
+
+    try:
+        t = threading.Thread(
+            target=serve, args=([b"REFUND till=1 amount=2.00\n", b"VOID till=1\n"],)
+        )
+        t.start()
+        got = [out.get(timeout=10), out.get(timeout=10)]
+        t.join()
+        assert [r.kind for r in got] == ["refund", "void"]
+        assert out.get(timeout=10).code == "till_unreadable"  # the drop is reported
+        t = threading.Thread(target=serve, args=([b"NO_SALE till=1\n"],))
+        t.start()  # the reader connects again (backoff 1 s)
+        assert out.get(timeout=10).kind == "no_sale"
+        t.join()
+    finally:
+        reader.stop()
+        srv.close()
