@@ -51,6 +51,7 @@ class Stages:
     mask_score_threshold: float | None = None  # lower bar for what the anonymiser masks
     static_masks_before_inference: bool = False
     probe: Any = None  # firmware.diag.UnitProbe: what field diagnostics see of the loop
+    inputs: Any = None  # firmware.inputs.StoreInputs: contact inputs and the till journal
 
 
 @dataclass
@@ -164,7 +165,8 @@ class FrameLoop:
         with m.stage("tracking"):
             self.tracks = s.tracker.update(dets, frame.timestamp, image=frame.image)
         with m.stage("rules"):
-            events = list(s.engine.update(self.tracks, frame.timestamp, frame.index))
+            inputs = s.inputs.drain(frame.timestamp) if s.inputs is not None else ()
+            events = list(s.engine.update(self.tracks, frame.timestamp, frame.index, inputs))
         with m.stage("privacy"):
             masked = self._masked(frame, all_dets)
         with m.stage("act"):
@@ -334,7 +336,7 @@ class FrameLoop:
                 events.extend(s.deterrents.tick(now))
             self.emit(events)
         finally:
-            for closer in (s.recorder, s.escrow, s.preview, s.deterrents):
+            for closer in (s.recorder, s.escrow, s.preview, s.deterrents, s.inputs):
                 if closer is not None:
                     _quiet(closer.close)
             for sink in s.sinks:

@@ -186,6 +186,17 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         stages.deterrents = DeterrentController(
             cfg, pin_factory=pins, base_dir=loaded.path.parent if loaded.path else None
         )
+    if cfg.inputs or cfg.till is not None:
+        from firmware.inputs.hub import StoreInputs
+
+        secret = None
+        if cfg.till is not None:
+            secret = (
+                loaded.resolve(cfg.till.secret_file)
+                if cfg.till.secret_file
+                else ddir / "till-secret"
+            )
+        stages.inputs = StoreInputs(cfg.inputs, cfg.till, secret_path=secret, pin_factory=pins)
     if opts.events_out:
         stages.sinks.append(JsonLinesSink(opts.events_out))
     model_info = {"name": detector.name, "sha256": detector.sha256, "backend": detector.backend}
@@ -224,7 +235,8 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         "config_hash": hashlib.sha256(loaded.text.encode()).hexdigest(),
         "capabilities": ["events", "metrics"]
         + (["deterrents"] if stages.deterrents is not None else [])
-        + (["recording"] if stages.recorder is not None else []),
+        + (["recording"] if stages.recorder is not None else [])
+        + (["inputs"] if stages.inputs is not None else []),
         "source": reader.name,
     }
     loop = FrameLoop(

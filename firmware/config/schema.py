@@ -21,6 +21,7 @@ from firmware.config.base import (
 from firmware.detect.config import DetectorConfig
 from firmware.deter.boards import BoardName
 from firmware.deter.config import DeterrenceConfig, DeterrentConfig, check_outputs
+from firmware.inputs.config import ContactInputConfig, TillConfig
 from firmware.link.config import LinkConfig
 from firmware.privacy.config import PrivacyConfig
 from firmware.recording.config import RecordingConfig
@@ -143,6 +144,13 @@ class VigilConfig(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    inputs: dict[str, ContactInputConfig] = Field(
+        default_factory=dict,
+        description="Store-system dry-contact inputs by name: EAS gate alarms, doors, fire exits, panic buttons (docs/inputs.md)",
+    )
+    till: TillConfig | None = Field(
+        None, description="A till journal (POS lines over serial or TCP), docs/inputs.md"
+    )
 
     @model_validator(mode="after")
     def _cross_refs(self) -> VigilConfig:
@@ -166,6 +174,14 @@ class VigilConfig(Section):
             d = getattr(rule, "deterrent", None)
             if d is not None and d not in self.deterrents:
                 raise ValueError(f"rules.{rule_name}.deterrent names unknown deterrent {d!r}")
+        for name, inp in self.inputs.items():
+            if inp.zone is not None and inp.zone not in zone_names:
+                raise ValueError(f"inputs.{name}.zone names unknown zone {inp.zone!r}")
+        if self.till is not None:
+            for key in ("zone", "customer_zone"):
+                z = getattr(self.till, key)
+                if z not in zone_names:
+                    raise ValueError(f"till.{key} names unknown zone {z!r}")
         problems = check_outputs(self)
         if problems:
             raise ValueError("\n  ".join(problems))

@@ -294,6 +294,12 @@ def check_outputs(cfg: VigilConfig) -> list[str]:
     for name, d in cfg.deterrents.items():
         claim(f"deterrents.{name}.pin", d.pin)
         claim(f"deterrents.{name}.feedback_pin", d.feedback_pin)
+    for name, inp in getattr(cfg, "inputs", {}).items():
+        if parse_pin(inp.pin) is None:
+            problems.append(
+                f"inputs.{name}.pin: {inp.pin!r} is not a GPIO pin (17, 'GPIO17', 'BOARD11')"
+            )
+        claim(f"inputs.{name}.pin", inp.pin)
     deterrence: DeterrenceConfig | None = getattr(cfg, "deterrence", None)
     if deterrence is None:
         return problems

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from firmware.events.records import Severity
+from firmware.inputs.config import ContactInputConfig, TillConfig
+from firmware.inputs.records import InputRecord
 from firmware.rules.config import ScheduleConfig
 from firmware.rules.memory import TrackMemory
 from firmware.rules.situations import Situations
@@ -30,6 +32,8 @@ class RuleEnv:
     schedule: ScheduleConfig
     clock: Callable[[float], datetime]  # stream timestamp -> local wall-clock time
     unit_armed: bool | None = None  # hub override: None = follow the schedule
+    inputs: dict[str, ContactInputConfig] = field(default_factory=dict)  # [inputs.*]
+    till: TillConfig | None = None  # [till]
 
 
 @dataclass(slots=True)
@@ -56,6 +60,7 @@ class FrameContext:
     exited: np.ndarray
     mem: TrackMemory
     zones: ZoneSet
+    inputs: Sequence[InputRecord] = ()  # store-system records since the last frame
     cache: dict[Any, Any] = field(default_factory=dict)
 
     def speeds(self, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -286,6 +286,55 @@ class FootfallRule(Section):
     )
 
 
+class EasExitRule(Section):
+    """An EAS (security tag) gate alarm with a person in, or leaving through, the gate's zone."""
+
+    enabled: bool = Field(True, description="Run this rule (only inputs of kind eas_gate feed it)")
+    window_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        5.0,
+        description="A person seen in the gate's zone up to this long before or after the alarm is the one who set it off",
+    )
+    deterrent: str | None = _deterrent_field()
+
+
+class TillUnattendedRule(Section):
+    """A refund, void or no-sale with nobody in the till's customer zone."""
+
+    enabled: bool = Field(True, description="Run this rule (needs a [till])")
+    transactions: list[Literal["sale", "refund", "void", "no_sale", "price_override"]] = Field(
+        ["refund", "void", "no_sale"],
+        description="Transactions that need a customer present",
+    )
+    window_s: Annotated[float, Field(gt=0, le=120)] = Field(
+        5.0,
+        description="A customer seen in customer_zone up to this long before or after the transaction counts as present",
+    )
+    deterrent: str | None = _deterrent_field()
+
+
+class FireExitOpenRule(Section):
+    """A fire-exit door open (its contact active), warn at once and alert when it stays open."""
+
+    enabled: bool = Field(True, description="Run this rule (inputs of kind fire_exit feed it)")
+    alert_after_s: PosSeconds = Field(
+        30.0, description="Seconds open before the severity rises from 'warn' to 'alert'"
+    )
+    end_grace_s: NonNegSeconds = Field(
+        1.0, description="The situation ends once the door has been closed this long"
+    )
+    deterrent: str | None = _deterrent_field()
+
+
+class PanicRule(Section):
+    """A panic button pressed: an immediate alert while it is active."""
+
+    enabled: bool = Field(True, description="Run this rule (inputs of kind panic feed it)")
+    end_grace_s: NonNegSeconds = Field(
+        1.0, description="The situation ends once the button has been released this long"
+    )
+    deterrent: str | None = _deterrent_field()
+
+
 class RulesConfig(Section):
     """One section per rule; an unknown rule name is an error."""
 
@@ -306,6 +355,14 @@ class RulesConfig(Section):
         default_factory=IntrusionRule, description=IntrusionRule.__doc__
     )
     footfall: FootfallRule = Field(default_factory=FootfallRule, description=FootfallRule.__doc__)
+    eas_exit: EasExitRule = Field(default_factory=EasExitRule, description=EasExitRule.__doc__)
+    till_unattended: TillUnattendedRule = Field(
+        default_factory=TillUnattendedRule, description=TillUnattendedRule.__doc__
+    )
+    fire_exit_open: FireExitOpenRule = Field(
+        default_factory=FireExitOpenRule, description=FireExitOpenRule.__doc__
+    )
+    panic: PanicRule = Field(default_factory=PanicRule, description=PanicRule.__doc__)
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,6 +11,7 @@ import numpy as np
 
 from firmware.config.schema import VigilConfig
 from firmware.events.records import Event, EventPhase, Severity
+from firmware.inputs.records import InputRecord
 from firmware.rules.base import STAGES, FrameContext, Rule, RuleEnv
 from firmware.rules.memory import TrackMemory
 from firmware.rules.motion import MOTION_WINDOW_S
@@ -26,10 +27,12 @@ def _rule_classes() -> dict[str, type[Rule]]:
     from firmware.rules.loitering import Loitering
     from firmware.rules.motion import GrabAndRun, Running
     from firmware.rules.occupancy import Crowding, Footfall, Intrusion
+    from firmware.rules.store import EasExit, FireExitOpen, Panic, TillUnattended
 
     classes = (
         # Fight runs before running: people leaving a fight are held to a lower speed.
-        Loitering, GrabAndRun, Fight, Running, Fall, LeftObject, Crowding, Intrusion, Footfall
+        Loitering, GrabAndRun, Fight, Running, Fall, LeftObject, Crowding, Intrusion, Footfall,
+        EasExit, TillUnattended, FireExitOpen, Panic,
     )  # fmt: skip
     return {c.name: c for c in classes}
 
@@ -96,11 +99,22 @@ class RuleEngine:
             zones.armed[:] = zone_armed
         lines = LineSet(cfg.lines, self.frame_size)
         self.env = RuleEnv(
-            self.mem, zones, lines, self.fps, self.frame_size, cfg.schedule, self.clock, unit_armed
+            self.mem,
+            zones,
+            lines,
+            self.fps,
+            self.frame_size,
+            cfg.schedule,
+            self.clock,
+            unit_armed,
+            inputs=dict(cfg.inputs),
+            till=cfg.till,
         )
         self.sits = Situations()
         self._p_slots = np.empty(0, np.int64)  # people of the last frame (zone_figures)
-        self.rules: list[Rule] = []
+        from firmware.rules.store import InputRecords
+
+        self.rules: list[Rule] = [InputRecords(None, self.env)]
         for name, cls in _rule_classes().items():
             rcfg = getattr(cfg.rules, name)
             if rcfg.enabled:
@@ -110,8 +124,15 @@ class RuleEngine:
     def zones(self) -> ZoneSet:
         return self.env.zones
 
-    def update(self, tracks: Tracks, timestamp: float, frame_index: int) -> list[Event]:
-        """Feed one frame's tracks; returns the events this frame produced.
+    def update(
+        self,
+        tracks: Tracks,
+        timestamp: float,
+        frame_index: int,
+        inputs: Sequence[InputRecord] = (),
+    ) -> list[Event]:
+        """Feed one frame's tracks (and the store-system records that arrived since the last
+        frame, on the frame clock); returns the events this frame produced.
 
         Time going backwards (a replayed clip starting over) ends every open situation and
         starts afresh, so no situation spans two passes."""
@@ -151,6 +172,7 @@ class RuleEngine:
             exited=exited,
             mem=mem,
             zones=self.env.zones,
+            inputs=inputs,
         )
         for rule in self.rules:
             rule.update(ctx, self.sits)

@@ -53,6 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="wall-clock time of frame 1, ISO 8601 (for the opening-hours schedule); default: now",
     )
     p.add_argument(
+        "--inputs",
+        default=None,
+        help='store-system inputs replayed beside the tracks, JSON lines {"t": seconds from frame 1, "input": name, ...} (docs/inputs.md); needs --site naming the inputs',
+    )
+    p.add_argument(
         "--max-gap",
         type=int,
         default=MAX_GAP_DEFAULT,
@@ -167,8 +172,11 @@ def behave(
     size: tuple[int, int] | None,
     start_time: datetime | None = None,
     max_gap: int = MAX_GAP_DEFAULT,
+    inputs: list | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the engine over a tracks file; one record per situation or instant event."""
+    """Run the engine over a tracks file (and store-system input records, on the same clock);
+    one record per situation or instant event. Frames run on past the last track until the
+    last input has been seen."""
     from firmware.events.records import EventPhase
     from firmware.rules import RuleEngine
 
@@ -190,9 +198,18 @@ def behave(
             elif ev.phase is EventPhase.END:
                 out.append(_record(ev, first.pop(ev.event_id, ev)))
 
+    inputs = list(inputs or [])
     last = max(by_frame)
-    for f in range(min(by_frame), last + 1):
-        consume(engine.update(to_tracks(by_frame.get(f)), (f - 1) / fps, f))
+    if inputs:
+        last = max(last, int(np.ceil(inputs[-1].t * fps)) + 1)
+    k = 0
+    for f in range(1 if inputs else min(by_frame), last + 1):
+        t = (f - 1) / fps
+        j = k
+        while j < len(inputs) and inputs[j].t <= t:
+            j += 1
+        consume(engine.update(to_tracks(by_frame.get(f)), t, f, inputs[k:j]))
+        k = j
     consume(engine.close((last - 1) / fps, last))
     out.sort(key=lambda r: (r["start_frame"], r["type"]))
     return out
@@ -222,6 +239,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--start-time {start_text!r}: expected ISO 8601, for example 2026-01-05T22:00"
         ) from None
+    inputs = None
+    if getattr(args, "inputs", None):
+        from tools.eval.inputs_file import read_inputs
+
+        inputs = read_inputs(Path(args.inputs), cfg, Path(args.site).parent if args.site else None)
     records = behave(
         Path(args.tracks),
         cfg,
@@ -229,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         size,
         start,
         getattr(args, "max_gap", MAX_GAP_DEFAULT),
+        inputs,
     )
     text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
     if args.out in (None, "-"):
