@@ -15,6 +15,7 @@ late or out-of-order frames are handled on arrival against the current state.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 from dataclasses import dataclass, field
@@ -32,11 +33,18 @@ class FusionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gate_m: float = Field(
-        1.6, gt=0, description="farthest a foot point may be from a global track to join it"
+        1.2, gt=0, description="farthest a foot point may be from a global track to join it"
     )
     link_bonus_m: float = Field(
         0.8, ge=0, description="cost credit for the global id a local track already carries"
     )
+    gate_spread: float = Field(
+        4.0,
+        gt=0,
+        description="with enough evidence the gate is this many times the camera's cross-view spread",
+    )
+    gate_max_m: float = Field(5.0, gt=0, description="the learnt gate never exceeds this")
+    bonus_share: float = Field(0.5, ge=0, description="link bonus as a share of the learnt gate")
     gain: float = Field(
         0.35, gt=0, le=1, description="weight of one camera's foot point in the fused position"
     )
@@ -109,6 +117,7 @@ class Fusion:
         self._seq = itertools.count()
         self._ids = itertools.count(1)
         self._tracks: dict[int, GlobalTrack] = {}
+        self._spread: dict[str, collections.deque] = {}  # unit -> recent cross-view distances
         self._links: dict[tuple[str, int], tuple[int, float]] = {}  # (unit, local) -> (gid, time)
         self.clock = -np.inf  # time of the latest unit-frame handled
         self.late = 0  # unit-frames handled after a later one (out of order)
@@ -120,7 +129,7 @@ class Fusion:
         ids = np.asarray(obs.local_ids, np.int64).reshape(-1)
         if ids.size != xy.shape[0]:
             raise ValueError(
-                f"{obs.unit} frame {obs.frame}: {ids.size} ids but {xy.shape[0]} points"
+                f"unit {obs.unit} frame {obs.frame}: {ids.size} ids but {xy.shape[0]} points"
             )
         obs = Observation(obs.unit, float(obs.time), int(obs.frame), ids, xy)
         heapq.heappush(self._queue, (obs.time, next(self._seq), obs))
@@ -151,7 +160,6 @@ class Fusion:
 
     # ------------------------------------------------------------------ one unit-frame
     def _handle(self, obs: Observation) -> list[Assignment]:
-        cfg = self.config
         t = obs.time
         if t < self.clock:
             self.late += 1
@@ -188,8 +196,9 @@ class Fusion:
                 ]
             )
             active = age <= cfg.active_s
-            ok = (dist <= cfg.gate_m) & active[None, :]
-            cost = np.where(ok, dist - cfg.link_bonus_m * linked, _BIG)
+            gate, bonus = self._gate(unit, cands, dist, t)
+            ok = (dist <= gate) & active[None, :]
+            cost = np.where(ok, dist - bonus * linked, _BIG)
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols, strict=True):
                 if cost[r, c] < _BIG:
@@ -203,7 +212,7 @@ class Fusion:
                 if not active[j] and g.gid not in taken and age[j] <= cfg.max_lost_s
             ]
             for r in np.flatnonzero(out == 0):
-                reach = [j for j in lost if dist[r, j] <= cfg.gate_m + cfg.walk_mps * age[j]]
+                reach = [j for j in lost if dist[r, j] <= gate + cfg.walk_mps * age[j]]
                 if len(reach) == 1 and not self._seen_elsewhere(cands[reach[0]], unit, t):
                     g = cands[reach[0]]
                     out[r] = g.gid
@@ -216,8 +225,26 @@ class Fusion:
         self._merge(t)
         return out
 
-    def _seen_elsewhere(self, g: GlobalTrack, unit: str, t: float) -> bool:
-        return any(u != unit and t - ts <= self.config.active_s for u, (_, ts) in g.seen_by.items())
+    def _gate(
+        self, unit: str, cands: list[GlobalTrack], dist: np.ndarray, t: float
+    ) -> tuple[float, float]:
+        """This unit's gate and link bonus: learnt from how far its foot points land from
+        people other cameras see now (the median nearest distance: calibration quality)."""
+        cfg = self.config
+        others = np.array([self._seen_elsewhere(g, unit, t, 0.3) for g in cands])
+        hist = self._spread.setdefault(unit, collections.deque(maxlen=300))
+        if others.any():
+            hist.extend(dist[:, others].min(axis=1).tolist())
+        if len(hist) < 50:
+            return cfg.gate_m, cfg.link_bonus_m
+        gate = float(np.clip(cfg.gate_spread * np.median(hist), cfg.gate_m, cfg.gate_max_m))
+        return gate, cfg.bonus_share * gate
+
+    def _seen_elsewhere(
+        self, g: GlobalTrack, unit: str, t: float, within: float | None = None
+    ) -> bool:
+        win = self.config.active_s if within is None else within
+        return any(u != unit and abs(t - ts) <= win for u, (_, ts) in g.seen_by.items())
 
     def _unplaced(self, unit: str, lid: int, t: float) -> int:
         gid = self._links.get((unit, lid), (0, 0.0))[0]
