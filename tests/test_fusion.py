@@ -139,3 +139,40 @@ def test_memory_stays_bounded_as_people_come_and_go():
 def test_mismatched_observation_is_refused():
     with pytest.raises(ValueError, match="unit x frame 3: 2 ids but 1 points"):
         Fusion().add(Observation("x", 0.0, 3, np.array([1, 2]), np.zeros((1, 2))))
+
+
+def test_tracks_and_store_tracks_messages_meet_the_contract():
+    from firmware.link.tracks import TracksThrottle, encode_tracks
+    from tools.hub.contract import Validator
+
+    v = Validator()
+    calibrated = encode_tracks(
+        time_s=12.5,
+        frame=40,
+        session=3,
+        ids=np.array([4, 9]),
+        boxes=np.array([[0.1, 0.2, 0.2, 0.6], [0.5, 0.1, 0.6, 0.5]]),
+        states=["confirmed", "tentative"],
+        floor_xy=np.array([[1.234, 5.0], [np.nan, np.nan]]),
+        floor_v=np.array([[0.5, -0.25], [0.0, 0.0]]),
+    )
+    assert v.check("tracks", calibrated) == []
+    import cbor2
+
+    msg = cbor2.loads(calibrated)
+    assert msg["tracks"][0]["floor"] == [1.23, 5.0] and "foot" not in msg["tracks"][0]
+    assert msg["tracks"][1]["foot"] == [0.55, 0.5] and "floor" not in msg["tracks"][1]
+    bad = cbor2.dumps({**msg, "tracks": [{"id": 1, "box": [0, 0, 1], "state": "confirmed"}]})
+    assert v.check("tracks", bad)
+    fusion = Fusion()
+    _feed(
+        fusion,
+        [[_obs("a", k, {1: (0.1 * k, 0.0)}), _obs("b", k, {2: (0.1 * k, 0.1)})] for k in range(10)],
+    )
+    store = fusion.store_tracks()
+    assert v.check("store/tracks", store) == []
+    (track,) = cbor2.loads(store)["tracks"]
+    assert {u["unit"] for u in track["units"]} == {"a", "b"}
+    throttle = TracksThrottle(5.0)
+    sent = [throttle.due(k / 15) for k in range(150)]  # 10 s of a 15 fps camera
+    assert sum(sent) == 50

@@ -25,6 +25,8 @@ KIND_RULES = {
     "reply": "reply",
     "config/state": "config-state",
     "config/set": "command",
+    "tracks": "tracks",
+    "store/tracks": "store-tracks",  # the hub's own, under the reserved unit level "store"
 }
 
 

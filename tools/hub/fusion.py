@@ -20,6 +20,7 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
+import cbor2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import linear_sum_assignment
@@ -118,6 +119,7 @@ class Fusion:
         self._ids = itertools.count(1)
         self._tracks: dict[int, GlobalTrack] = {}
         self._spread: dict[str, collections.deque] = {}  # unit -> recent cross-view distances
+        self._gates: dict[str, float] = {}  # unit -> median of its recent cross-view distances
         self._links: dict[tuple[str, int], tuple[int, float]] = {}  # (unit, local) -> (gid, time)
         self.clock = -np.inf  # time of the latest unit-frame handled
         self.late = 0  # unit-frames handled after a later one (out of order)
@@ -152,6 +154,27 @@ class Fusion:
         """Global tracks seen within ``max_age_s`` of the fusion clock (default ``active_s``)."""
         age = self.config.active_s if max_age_s is None else max_age_s
         return [t for t in self._tracks.values() if self.clock - t.time <= age]
+
+    def store_tracks(self) -> bytes:
+        """CBOR ``store-tracks`` message (docs/mqtt.md) of the tracks seen within ``active_s``."""
+        out = []
+        for g in self.tracks():
+            placed = g.placed and bool(np.isfinite(g.pos).all())
+            win = self.config.active_s
+            units = [
+                {"unit": u, "id": int(lid)}
+                for u, (lid, ts) in sorted(g.seen_by.items())
+                if self.clock - ts <= win
+            ]
+            out.append(
+                {
+                    "gid": g.gid,
+                    "floor": [round(float(c), 2) for c in g.pos] if placed else None,
+                    "floor_v": [round(float(c), 2) for c in g.vel] if placed else None,
+                    "units": units,
+                }
+            )
+        return cbor2.dumps({"v": 1, "time": float(self.clock), "tracks": out}, canonical=True)
 
     @property
     def size(self) -> tuple[int, int, int]:
@@ -189,12 +212,9 @@ class Fusion:
             vel = np.array([g.vel for g in cands])
             pred = pos + vel * np.clip(age, 0.0, cfg.active_s)[:, None]
             dist = np.linalg.norm(xy[:, None, :] - pred[None], axis=2)
-            linked = np.array(
-                [
-                    [self._links.get((unit, int(lid)), (0, 0))[0] == g.gid for g in cands]
-                    for lid in lids
-                ]
-            )
+            gids = np.array([g.gid for g in cands])
+            carried = np.array([self._links.get((unit, int(lid)), (0, 0.0))[0] for lid in lids])
+            linked = carried[:, None] == gids[None, :]
             active = age <= cfg.active_s
             gate, bonus = self._gate(unit, cands, dist, t)
             ok = (dist <= gate) & active[None, :]
@@ -231,13 +251,14 @@ class Fusion:
         """This unit's gate and link bonus: learnt from how far its foot points land from
         people other cameras see now (the median nearest distance: calibration quality)."""
         cfg = self.config
-        others = np.array([self._seen_elsewhere(g, unit, t, 0.3) for g in cands])
         hist = self._spread.setdefault(unit, collections.deque(maxlen=300))
+        others = np.array([self._seen_elsewhere(g, unit, t, 0.3) for g in cands])
         if others.any():
             hist.extend(dist[:, others].min(axis=1).tolist())
+            self._gates[unit] = float(np.median(hist))
         if len(hist) < 50:
             return cfg.gate_m, cfg.link_bonus_m
-        gate = float(np.clip(cfg.gate_spread * np.median(hist), cfg.gate_m, cfg.gate_max_m))
+        gate = float(np.clip(cfg.gate_spread * self._gates[unit], cfg.gate_m, cfg.gate_max_m))
         return gate, cfg.bonus_share * gate
 
     def _seen_elsewhere(
