@@ -26,7 +26,8 @@ KIND_RULES = {
     "config/state": "config-state",
     "config/set": "command",
     "tracks": "tracks",
-    "store/tracks": "store-tracks",  # the hub's own, under the reserved unit level "store"
+    "store/tracks": "store-tracks",
+    "store/events": "event",  # the hub's own, under the reserved unit level "store"
 }
 
 
