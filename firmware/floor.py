@@ -148,7 +148,7 @@ class FloorMotion:
         self.floor = floor
         self.smoothing = smoothing
         self.max_age_s = max_age_s
-        self._state: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}  # id -> pos, vel, t
+        self._state: dict[int, tuple] = {}  # id -> pos, vel, t, velocity known
 
     def update(self, ids: np.ndarray, boxes: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
         """``boxes`` (N, 4) normalised x1, y1, x2, y2 -> (N, 2) positions and (N, 2) velocities."""
@@ -158,10 +158,12 @@ class FloorMotion:
         vel = np.zeros_like(pos)
         for k, tid in enumerate(np.asarray(ids).tolist()):
             prev = self._state.get(tid)
+            have_v = prev is not None and prev[3]
             if prev is not None and t > prev[2] and np.isfinite(pos[k]).all():
                 inst = (pos[k] - prev[0]) / (t - prev[2])
-                vel[k] = self.smoothing * prev[1] + (1 - self.smoothing) * inst
-            self._state[tid] = (pos[k], vel[k], t)
-        for tid in [i for i, (_, _, ts) in self._state.items() if t - ts > self.max_age_s]:
+                vel[k] = self.smoothing * prev[1] + (1 - self.smoothing) * inst if have_v else inst
+                have_v = True
+            self._state[tid] = (pos[k], vel[k], t, have_v)
+        for tid in [i for i, st in self._state.items() if t - st[2] > self.max_age_s]:
             del self._state[tid]
         return pos, vel

@@ -74,3 +74,41 @@ class TracksThrottle:
         behind = t - self._next > self.period
         self._next = t + self.period if behind else self._next + self.period
         return True
+
+
+STATE_NAMES = {0: "tentative", 1: "confirmed", 2: "lost"}  # firmware.types.TrackState
+
+
+class TracksPublisher:
+    """The loop's hook: a frame's tracks, normalised and on the floor, to ``link.publish_tracks``
+    at most ``hz`` a second (QoS 0: a lost message is superseded by the next one)."""
+
+    def __init__(self, link, hz: float, floor=None) -> None:
+        from firmware.floor import FloorMotion
+
+        self.link = link
+        self.throttle = TracksThrottle(hz)
+        self.motion = FloorMotion(floor) if floor is not None else None
+        self.sent = 0
+
+    def __call__(self, tracks, t: float, frame: int, size: tuple[int, int]) -> bool:
+        if not self.throttle.due(t):
+            return False
+        w, h = size
+        boxes = np.asarray(tracks.boxes, np.float64).reshape(-1, 4) / [w, h, w, h]
+        xy = v = None
+        if self.motion is not None:
+            xy, v = self.motion.update(tracks.ids, boxes, t)
+        payload = encode_tracks(
+            time_s=t,
+            frame=frame,
+            session=int(self.link.session),
+            ids=tracks.ids,
+            boxes=boxes,
+            states=[STATE_NAMES.get(int(s), "confirmed") for s in tracks.states],
+            floor_xy=xy,
+            floor_v=v,
+        )
+        ok = bool(self.link.publish_tracks(payload))
+        self.sent += ok
+        return ok
