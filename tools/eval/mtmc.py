@@ -176,7 +176,7 @@ def fuse_none(tracks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def fuse_anchor(
     cams: Cameras,
     tracks: dict[str, np.ndarray],
-    gate_m: float = 1.6,
+    gate_m: float = 3.0,
     merge_m: float = 0.9,
     merge_s: float = 1.0,
     active_s: float = 1.0,

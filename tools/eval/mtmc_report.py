@@ -95,24 +95,20 @@ def logo(done: dict, method: str) -> dict[str, tuple[str, dict]]:
 
 def report(done: dict) -> str:
     lines = []
-    row = "{:<18}{:<18}" + "{:>7}" * len(KEYS)
+    row = "{:<18}{:<26}" + "{:>7}" * len(KEYS)
     lines.append(row.format("group", "method", *KEYS))
     groups = list(next(iter(done["none"].values())))
     for g in groups:
         for method, grid in GRIDS.items():
             label = next(iter(grid))
             r = done[method][label][g]
-            lines.append(
-                row.format(g, f"{method} {label}"[:17], *(f"{100 * r[k]:.1f}" for k in KEYS))
-            )
+            lines.append(row.format(g, f"{method} {label}", *(f"{100 * r[k]:.1f}" for k in KEYS)))
     lines.append("")
     lines.append("leave-one-group-out (setting chosen on the other groups by mean IDF1):")
     for method in ("fusion", "anchor"):
         held = logo(done, method)
         for g, (label, r) in held.items():
-            lines.append(
-                row.format(g, f"{method} {label}"[:17], *(f"{100 * r[k]:.1f}" for k in KEYS))
-            )
+            lines.append(row.format(g, f"{method} {label}", *(f"{100 * r[k]:.1f}" for k in KEYS)))
         mean = [np.mean([r[k] for _, r in held.values()]) for k in KEYS]
         lines.append(row.format("mean held-out", method, *(f"{100 * m:.1f}" for m in mean)))
     return "\n".join(lines)
