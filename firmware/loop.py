@@ -40,6 +40,7 @@ class Stages:
     engine: Any
     deterrents: Any = None
     link: Any = None
+    tracks_out: Any = None  # firmware.link.tracks.TracksPublisher: the tracks topic
     sinks: list = field(default_factory=list)
     anonymiser: Any = None
     recorder: Any = None
@@ -164,6 +165,8 @@ class FrameLoop:
         dets = dets if dets is not None else Detections.empty()
         with m.stage("tracking"):
             self.tracks = s.tracker.update(dets, frame.timestamp, image=frame.image)
+        if s.tracks_out is not None:
+            s.tracks_out(self.tracks, frame.timestamp, frame.index, frame.size)
         with m.stage("rules"):
             inputs = s.inputs.drain(frame.timestamp) if s.inputs is not None else ()
             events = list(s.engine.update(self.tracks, frame.timestamp, frame.index, inputs))

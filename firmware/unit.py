@@ -274,6 +274,7 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         )
         unit.control.link = unit.link
         stages.link = unit.link
+        stages.tracks_out = _tracks_publisher(unit.link, cfg)
         stages.probe.link = unit.link
     return unit
 
@@ -294,3 +295,12 @@ def fail(message: str) -> int:
     """Print a one-line error for the user and return the exit status."""
     print(f"vigil: error: {message}", file=sys.stderr)
     return 2
+
+
+def _tracks_publisher(link, cfg):
+    """The tracks topic at ``[link] tracks_hz``, on the floor when ``[camera.floor]`` is set."""
+    from firmware.floor import floor_map
+    from firmware.link.tracks import TracksPublisher
+
+    floor = floor_map(cfg.camera.floor) if cfg.camera.floor is not None else None
+    return TracksPublisher(link, cfg.link.tracks_hz, floor)

@@ -33,4 +33,8 @@ def run(args: argparse.Namespace) -> int:
         f"{args.file}: OK (site {cfg.site.site_id}, unit {cfg.site.unit_id}, "
         f"{len(cfg.zones)} zone(s), {len(cfg.lines)} line(s), {len(cfg.deterrents)} deterrent(s))"
     )
+    if cfg.camera.floor is not None:
+        from firmware.floor import point_report
+
+        print("\n".join(point_report(cfg.camera.floor)))
     return 0

@@ -21,6 +21,7 @@ from firmware.config.base import (
 from firmware.detect.config import DetectorConfig
 from firmware.deter.boards import BoardName
 from firmware.deter.config import DeterrenceConfig, DeterrentConfig, check_outputs
+from firmware.floor import FloorConfig
 from firmware.inputs.config import ContactInputConfig, TillConfig
 from firmware.link.config import LinkConfig
 from firmware.privacy.config import PrivacyConfig
@@ -73,6 +74,9 @@ class CameraConfig(Section):
     )
     reopen_backoff_s: PosSeconds = Field(
         1.0, description="First wait before reopening a failed source; doubles up to 30 s"
+    )
+    floor: FloorConfig | None = Field(
+        None, description="Floor calibration: image foot points -> metres on the store plan"
     )
 
 

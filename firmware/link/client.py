@@ -159,6 +159,14 @@ class Link:
             self._status_dirty = True
         self._wake.set()
 
+    def publish_tracks(self, payload: bytes) -> bool:
+        """A frame's tracks (firmware/link/tracks.py) on ``<base>/tracks``, QoS 0, not
+        retained; dropped while offline (the next frame supersedes it)."""
+        conn = self._conn
+        if conn is None or not conn.connected.is_set() or conn.lost.is_set():
+            return False
+        return conn.client.publish(f"{self.topics.base}/tracks", payload, qos=0).rc == 0
+
     def publish_metrics(self, loop_metrics: dict[str, Any]) -> None:
         """Latest frame-loop figures (fps, stage_ms, dropped_frames...); sent every
         ``metrics_interval_s`` with the link's own (outbox depth, drops, CPU temperature, storage)."""

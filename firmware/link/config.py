@@ -49,6 +49,9 @@ class LinkConfig(Section):
     metrics_interval_s: Annotated[float, Field(ge=1, le=3600)] = Field(
         10.0, description="Seconds between metrics messages"
     )
+    tracks_hz: Annotated[float, Field(gt=0, le=30)] = Field(
+        5.0, description="Most messages a second on the tracks topic (a frame's tracks each)"
+    )
     outbox_max_events: Annotated[int, Field(ge=100, le=10_000_000)] = Field(
         100_000,
         description="Events kept on disk while the broker is unreachable; when full the oldest lowest-severity events are dropped (counted); alerts are never dropped",

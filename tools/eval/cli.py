@@ -25,6 +25,10 @@ SUBCOMMANDS = {
         "run_behave",
         "behaviour events (JSON lines) from the unit's rule engine on a tracks file",
     ),
+    "mtmc": (
+        "run_mtmc",
+        "store-wide ids from the hub's fusion on per-view tracks (MOT files per view)",
+    ),
     "anonymise": (
         "run_anonymise",
         "anonymised PNGs, as the unit would store them, for a folder of images",

@@ -132,7 +132,7 @@ class HubClient:
         except Exception as e:
             message, problems = None, [f"not CBOR: {e}"]
         if not problems and self.validator is not None and payload:
-            problems = self.validator.check(kind, payload)
+            problems = self.validator.check(f"store/{kind}" if unit == "store" else kind, payload)
         rec = Received(
             msg.topic, kind, site, unit, payload, message, bool(msg.retain), problems, time.time()
         )

@@ -25,6 +25,9 @@ KIND_RULES = {
     "reply": "reply",
     "config/state": "config-state",
     "config/set": "command",
+    "tracks": "tracks",
+    "store/tracks": "store-tracks",
+    "store/events": "event",  # the hub's own, under the reserved unit level "store"
 }
 
 
