@@ -111,7 +111,7 @@ class FuseService:
         return f"{self.prefix}/{self.site}/{STORE_UNIT}/{kind}"
 
     def start(self) -> FuseService:
-        self.client.connect(self.host, self.port)
+        self.client.connect_async(self.host, self.port)  # the loop retries while the broker is down
         self.client.loop_start()
         return self
 
@@ -139,6 +139,16 @@ class FuseService:
             return
         with self._lock:
             self.fusion.add(obs)
+
+    def people(self) -> list[dict]:
+        """Store-wide people at their fused floor positions (m), for the console's plan."""
+        with self._lock:
+            tracks = self.fusion.tracks()
+        return [
+            {"id": g.gid, "x": float(g.pos[0]), "y": float(g.pos[1]), "units": sorted(g.seen_by)}
+            for g in tracks
+            if g.placed
+        ]
 
     def tick(self) -> list[Event]:
         """Advance fusion to the latest unit time, publish store tracks and any events."""

@@ -126,8 +126,11 @@ class Store:
                 (msg.topic, dumps(msg.problems), len(msg.payload), msg.received_at),
             )
             return
+        if msg.kind == "store/tracks":
+            return  # the hub's own fused positions, 5 times a second: nothing to keep
         b, key = msg.body, (msg.site, msg.unit)
-        self._seen[key] = max(self._seen.get(key, 0.0), msg.received_at)
+        if msg.unit != "store":
+            self._seen[key] = max(self._seen.get(key, 0.0), msg.received_at)
         if msg.kind == "events":
             self._event(con, msg, b)
             return

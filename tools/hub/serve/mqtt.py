@@ -86,11 +86,14 @@ class HubSession:
 
     def _on_message(self, client, userdata, m: mqtt.MQTTMessage) -> None:
         parts = m.topic.split("/")
+        kind = "/".join(parts[3:])
+        if len(parts) > 2 and parts[2] == "store":  # the hub's own level (fusion, store rules)
+            kind = f"store/{kind}"
         msg = Message(
             topic=m.topic,
             site=parts[1] if len(parts) > 1 else "",
             unit=parts[2] if len(parts) > 2 else "",
-            kind="/".join(parts[3:]),
+            kind=kind,
             payload=bytes(m.payload),
             received_at=time.time(),
             retained=bool(m.retain),

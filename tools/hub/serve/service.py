@@ -4,6 +4,7 @@ session and the web app, and runs them under uvicorn."""
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,16 @@ class Hub:
                 cfg.mqtt, cfg.site, cfg.prefix, signer=signer, cfg=cfg.store.homeassistant,
                 ca=cfg.mqtt_ca, cert=cfg.mqtt_cert, key=cfg.mqtt_key, validate=validate,
             )  # fmt: skip
+        self.fusion = None
+        if cfg.site != "+" and cfg.mqtt.startswith("mqtt://"):
+            from tools.hub.store import FuseService
+
+            self.fusion = FuseService(cfg.mqtt, cfg.site, cfg.prefix)
         self.limit = RateLimit()
         self.floor_sources: list[FloorSource] = []
+        self._fusion_stop = threading.Event()
+        if self.fusion is not None:
+            self.floor_sources.append(self.fusion.people)
         self.known_units = {u.unit for u in cfg.store.units}
 
     def start(self) -> Hub:
@@ -82,9 +91,23 @@ class Hub:
             self.webhook.start()
         if self.homeassistant is not None:
             self.homeassistant.start()
+        if self.fusion is not None:
+            self.fusion.start()
+            threading.Thread(target=self._fusion_ticks, name="hub-fusion", daemon=True).start()
         return self
 
+    def _fusion_ticks(self) -> None:
+        """Store-wide identities from the units' tracks topics, published at 5 Hz."""
+        while not self._fusion_stop.wait(0.2):
+            try:
+                self.fusion.tick()
+            except Exception:  # noqa: BLE001 - fusion must not stop the hub
+                log.exception("fusion tick failed")
+
     def stop(self) -> None:
+        self._fusion_stop.set()
+        if self.fusion is not None:
+            self.fusion.stop()
         if self.homeassistant is not None:
             self.homeassistant.stop()
         self.session.stop()
