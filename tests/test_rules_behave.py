@@ -202,3 +202,17 @@ def test_real_tracks_with_a_long_empty_stretch_are_replayed_with_a_warning(tmp_p
 
     assert kinds(outs["orig"], 0)  # the fight and the runners
     assert kinds(outs["gapped"], shift) == kinds(outs["orig"], 0)
+
+
+@pytest.mark.data
+@pytest.mark.skipif(
+    not CAVIAR.is_dir(), reason=f"CAVIAR not found at {CAVIAR} (set VIGIL_EVAL_DATA)"
+)
+def test_caviar_leave_one_out_chooses_on_the_other_sequences(tmp_path, monkeypatch):
+    """With a running threshold that flags every walker on offer next to the default, each
+    held-out sequence gets the default (chosen on the other 13) and keeps its runners."""
+    monkeypatch.setattr(caviar, "LOO_GRID", {"running": ("running", "min_speed", (2.5, 0.8))})
+    loo = caviar.leave_one_out(eval_data_dir(), tmp_path)
+    assert {c["running"] for c in loo["chosen"].values()} == {2.5}
+    assert loo["totals"]["running"]["found"] == 4
+    assert loo["totals"]["fight"]["labelled"] == 0  # types outside the grid are not scored
