@@ -150,6 +150,10 @@ class FightRule(Section):
         16.0,
         description="People smaller than this (box's longer side, pixels) are ignored: their box jitter is noise",
     )
+    crowd_others: Annotated[int, Field(ge=0, le=100)] = Field(
+        2,
+        description="A pair with at least this many other people within max_distance of its midpoint is in a crowd (people meeting or queueing: the boxes of a dense group jostle) and is not judged; 0 = judge every pair",
+    )
     window_s: PosSeconds = Field(1.0, description="Motion is measured over this time window")
     step_s: Annotated[float, Field(gt=0, le=1)] = Field(
         0.2,

@@ -143,6 +143,8 @@ class Fight(Rule):
         mid = (cen[wi_] + cen[wj_]) * 0.5
         common = np.hypot(*(mid[:, -1] - mid[:, 0]).T) / (span * pair_hm)
         ok = (agit >= cfg.min_agitation) & (common <= cfg.max_pair_speed)
+        if cfg.crowd_others and ok.any():
+            ok &= self._others_near(c, ii, jj, pair_hm) < cfg.crowd_others
         active: set[tuple[int, int]] = set()
         for k in np.nonzero(ok)[0].tolist():
             i, j = int(ii[k]), int(jj[k])
@@ -186,6 +188,18 @@ class Fight(Rule):
                 },
             )
         self._forget(ctx.t, active)
+
+    def _others_near(
+        self, c: np.ndarray, ii: np.ndarray, jj: np.ndarray, pair_hm: np.ndarray
+    ) -> np.ndarray:
+        """(K,) people other than the pair within max_distance pair sizes of its midpoint."""
+        mid = (c.take(ii, axis=0) + c.take(jj, axis=0)) * 0.5
+        d = np.hypot(mid[:, None, 0] - c[None, :, 0], mid[:, None, 1] - c[None, :, 1])
+        near = d < self.cfg.max_distance * pair_hm[:, None]
+        k = np.arange(len(ii))
+        near[k, ii] = False
+        near[k, jj] = False
+        return near.sum(axis=1)
 
     def _arms(self, ctx: FrameContext) -> np.ndarray:
         """Update and return each person's running mean wrist step (px per frame), wrists

@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from firmware.paths import eval_data_dir
 from firmware.types import PERSON, SUITCASE
@@ -164,13 +165,16 @@ def score(labels: list[Interval], events: list[dict]) -> dict[str, dict[str, int
     return out
 
 
-def run_sequence(seq: Sequence, workdir: Path) -> list[dict]:
-    """Write the tracks file and run `vigil-eval behave` on it, as a user would."""
+def run_sequence(seq: Sequence, workdir: Path, cfg: Any = None) -> list[dict]:
+    """Write the tracks file and run `vigil-eval behave` on it, as a user would (or, with
+    ``cfg``, its engine with that config)."""
     from tools.eval import run_behave
 
     tracks = workdir / f"{seq.name}.tracks.txt"
     out = workdir / f"{seq.name}.events.jsonl"
     write_tracks(seq, tracks)
+    if cfg is not None:
+        return run_behave.behave(tracks, cfg, FPS, SIZE)
     args = argparse.Namespace(
         tracks=str(tracks), site=None, fps=FPS, size=f"{SIZE[0]}x{SIZE[1]}", out=str(out)
     )
@@ -180,7 +184,7 @@ def run_sequence(seq: Sequence, workdir: Path) -> list[dict]:
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
 
-def evaluate(data: Path, workdir: Path) -> dict:
+def evaluate(data: Path, workdir: Path, cfg: Any = None) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     per_seq = {}
     totals = {
@@ -188,7 +192,7 @@ def evaluate(data: Path, workdir: Path) -> dict:
     }
     for xml in find_sequences(data):
         seq = parse_xml(xml)
-        events = run_sequence(seq, workdir)
+        events = run_sequence(seq, workdir, cfg)
         s = score(seq.labels, events)
         per_seq[seq.name] = {
             "category": seq.category,
@@ -207,6 +211,55 @@ def evaluate(data: Path, workdir: Path) -> dict:
     return {"totals": totals, "sequences": per_seq}
 
 
+# Leave-one-sequence-out: per scored type, the threshold it depends on and the values tried
+# (the default in the middle). Each is chosen on 13 sequences and scored on the 14th.
+LOO_GRID: dict[str, tuple[str, str, tuple[float, ...]]] = {
+    "fight": ("fight", "min_agitation", (1.1, 1.2, 1.3, 1.4, 1.5)),
+    "fall": ("fall", "extent_growth", (1.2, 1.25, 1.3, 1.35, 1.4)),
+    "running": ("running", "min_speed", (2.1, 2.3, 2.5, 2.7, 2.9)),
+    "left_object": ("left_object", "min_alone_s", (2.0, 3.0, 4.0)),
+}
+
+
+def leave_one_out(data: Path, workdir: Path) -> dict:
+    """Each sequence scored with thresholds chosen on the other 13 (per type: the value of
+    its threshold with most found minus false alarms there; ties go to the default)."""
+    from firmware.config import default
+
+    base = default().config
+    runs: dict[tuple[str, float], dict] = {}
+    for kind, (rule, key, values) in LOO_GRID.items():
+        for v in values:
+            rules = base.rules.model_copy(
+                update={rule: getattr(base.rules, rule).model_copy(update={key: v})}
+            )
+            runs[kind, v] = evaluate(data, workdir, base.model_copy(update={"rules": rules}))
+    names = list(next(iter(runs.values()))["sequences"])
+    totals = {
+        k: {"labelled": 0, "found": 0, "predicted": 0, "false_alarms": 0} for k in SCORED_TYPES
+    }
+    chosen: dict[str, dict[str, float]] = {}
+    for held in names:
+        chosen[held] = {}
+        for kind, (rule, key, values) in LOO_GRID.items():
+            default_v = getattr(getattr(base.rules, rule), key)
+
+            def gain(v: float, kind: str, held: str, default_v: float) -> tuple[int, bool]:
+                seqs = runs[kind, v]["sequences"]
+                sc = [seqs[n]["scores"][kind] for n in names if n != held]
+                return sum(x["found"] - x["false_alarms"] for x in sc), v == default_v
+
+            best = max(values, key=lambda v: gain(v, kind, held, default_v))
+            chosen[held][kind] = best
+            for m, x in runs[kind, best]["sequences"][held]["scores"][kind].items():
+                totals[kind][m] += x
+    return {
+        "totals": totals,
+        "chosen": chosen,
+        "grid": {k: list(v[2]) for k, v in LOO_GRID.items()},
+    }
+
+
 def table(result: dict) -> str:
     lines = ["| type | labelled | found | predicted | false alarms |", "|---|---|---|---|---|"]
     for k, v in result["totals"].items():
@@ -222,6 +275,13 @@ def table(result: dict) -> str:
         note = "" if name in quiet else " (has labelled incidents)"
         lines.append(f"| {name}{note} | {seqs[name]['false_alarms']} |")
     return "\n".join(lines)
+
+
+def _default_of(kind: str) -> float:
+    from firmware.config import default
+
+    rule, key, _ = LOO_GRID[kind]
+    return getattr(getattr(default().config.rules, rule), key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also write the full result (per sequence, events and labels) here",
     )
     p.add_argument("--verbose", action="store_true", help="print each sequence's labels and events")
+    p.add_argument(
+        "--loo",
+        action="store_true",
+        help="also report leave-one-sequence-out: each sequence with thresholds chosen on the other 13",
+    )
     args = p.parse_args(argv)
     data = Path(args.data) if args.data else eval_data_dir()
     try:
@@ -257,6 +322,17 @@ def main(argv: list[str] | None = None) -> int:
             for e in s["events"]:
                 print(f"    {e}")
     print(table(result))
+    if args.loo:
+        loo = leave_one_out(data, Path(args.out))
+        print("\nleave-one-sequence-out (thresholds chosen on the other 13):")
+        print("\n".join(table({"totals": loo["totals"], "sequences": {}}).splitlines()[:7]))
+        moved = {
+            n: {k: v for k, v in c.items() if v != _default_of(k)} for n, c in loo["chosen"].items()
+        }
+        for n, c in moved.items():
+            if c:
+                print(f"  {n} held out: {c}")
+        result["leave_one_out"] = loo
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

@@ -22,7 +22,7 @@ import numpy as np
 
 from firmware.types import Tracks, TrackState
 
-MAX_GAP_DEFAULT = 250
+WARN_GAP_S_DEFAULT = 60.0
 
 
 class TracksFileError(ValueError):
@@ -53,6 +53,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="wall-clock time of frame 1, ISO 8601 (for the opening-hours schedule); default: now",
     )
     p.add_argument(
+        "--warn-gap",
+        type=float,
+        default=WARN_GAP_S_DEFAULT,
+        metavar="SECONDS",
+        help=f"warn (on standard error) about each stretch with no tracks longer than this (default {WARN_GAP_S_DEFAULT:g} s); empty stretches are valid input (an empty shop) and are replayed as empty frames",
+    )
+    p.add_argument(
         "--inputs",
         default=None,
         help='store-system inputs replayed beside the tracks, JSON lines {"t": seconds from frame 1, "input": name, ...} (docs/inputs.md); needs --site naming the inputs',
@@ -60,8 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-gap",
         type=int,
-        default=MAX_GAP_DEFAULT,
-        help=f"longest run of frames with no tracks accepted inside the file (default {MAX_GAP_DEFAULT}); longer gaps are reported as an error",
+        default=None,
+        metavar="FRAMES",
+        help="refuse files with a stretch of more than FRAMES frames with no tracks (a check for truncated or joined files); default: no limit",
     )
 
 
@@ -72,9 +80,10 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def read_tracks(path: Path, max_gap: int = MAX_GAP_DEFAULT) -> dict[int, np.ndarray]:
+def read_tracks(path: Path, max_gap: int | None = None) -> dict[int, np.ndarray]:
     """Rows per frame, (n,7) float: id, x1, y1, x2, y2, conf, class. Every problem is
-    reported with its line number."""
+    reported with its line number. Stretches with no tracks are valid (an empty scene); only
+    with ``max_gap`` is a stretch longer than that many frames refused."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -122,14 +131,37 @@ def read_tracks(path: Path, max_gap: int = MAX_GAP_DEFAULT) -> dict[int, np.ndar
         by_frame[frame].append([tid, x, y, x + w, y + h, conf, cls])
     if not by_frame:
         raise TracksFileError(f"{path}: no tracks in the file")
-    frames = sorted(by_frame)
-    gaps = np.diff(frames) - 1
-    if len(gaps) and gaps.max() > max_gap:
-        i = int(np.argmax(gaps))
-        raise TracksFileError(
-            f"{path}: gap of {int(gaps[i])} frames with no tracks between frames {frames[i]} and {frames[i + 1]} (more than --max-gap {max_gap}); is the file truncated or two files joined? Raise --max-gap if the scene was really empty"
-        )
+    if max_gap is not None:
+        gaps = empty_stretches(by_frame, max_gap + 1)
+        if gaps:
+            a, b = max(gaps, key=lambda g: g[1] - g[0])
+            raise TracksFileError(
+                f"{path}: gap of {b - a - 1} frames with no tracks between frames {a} and {b} (more than --max-gap {max_gap}); is the file truncated or two files joined? Leave out --max-gap if the scene was really empty"
+            )
     return {f: np.array(rows, np.float64) for f, rows in by_frame.items()}
+
+
+def empty_stretches(by_frame: dict[int, Any], min_frames: int) -> list[tuple[int, int]]:
+    """(last frame before, first frame after) of every run of at least ``min_frames`` frames
+    with no tracks inside the file."""
+    frames = np.array(sorted(by_frame))
+    gaps = np.diff(frames) - 1
+    return [(int(frames[i]), int(frames[i + 1])) for i in np.flatnonzero(gaps >= min_frames)]
+
+
+def gap_warnings(
+    path: Path, by_frame: dict[int, Any], fps: float, warn_s: float = WARN_GAP_S_DEFAULT
+) -> list[str]:
+    """One line per empty stretch longer than ``warn_s`` seconds (suspicious in a busy scene:
+    a tracker that lost everyone, or two files joined), at most ten and a count."""
+    gaps = empty_stretches(by_frame, max(1, int(np.floor(warn_s * fps)) + 1))
+    lines = [
+        f"{path}: no tracks for {b - a - 1} frames ({(b - a - 1) / fps:.1f} s) between frames {a} and {b}; replayed as an empty scene"
+        for a, b in gaps[:10]
+    ]
+    if len(gaps) > 10:
+        lines.append(f"{path}: {len(gaps) - 10} more stretches with no tracks over {warn_s:g} s")
+    return lines
 
 
 def to_tracks(rows: np.ndarray | None) -> Tracks:
@@ -171,16 +203,22 @@ def behave(
     fps: float,
     size: tuple[int, int] | None,
     start_time: datetime | None = None,
-    max_gap: int = MAX_GAP_DEFAULT,
+    max_gap: int | None = None,
+    warn_gap_s: float = WARN_GAP_S_DEFAULT,
+    warn: Any = None,
     inputs: list | None = None,
 ) -> list[dict[str, Any]]:
     """Run the engine over a tracks file (and store-system input records, on the same clock);
-    one record per situation or instant event. Frames run on past the last track until the
-    last input has been seen."""
+    one record per situation or instant event. ``warn`` (a callable taking a line) gets the
+    empty-stretch warnings. Frames run on past the last track until the last input has been
+    seen."""
     from firmware.events.records import EventPhase
     from firmware.rules import RuleEngine
 
     by_frame = read_tracks(tracks_path, max_gap)
+    if warn is not None:
+        for line in gap_warnings(tracks_path, by_frame, fps, warn_gap_s):
+            warn(line)
     if size is None:
         right = max(float(r[:, 3].max()) for r in by_frame.values())
         bottom = max(float(r[:, 4].max()) for r in by_frame.values())
@@ -239,6 +277,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--start-time {start_text!r}: expected ISO 8601, for example 2026-01-05T22:00"
         ) from None
+    max_gap = getattr(args, "max_gap", None)
+    if max_gap is not None and max_gap < 0:
+        raise ValueError(f"--max-gap must be 0 or more frames, got {max_gap}")
+    warn_gap = getattr(args, "warn_gap", WARN_GAP_S_DEFAULT)
+    if not warn_gap > 0:
+        raise ValueError(f"--warn-gap must be a positive number of seconds, got {warn_gap}")
     inputs = None
     if getattr(args, "inputs", None):
         from tools.eval.inputs_file import read_inputs
@@ -250,8 +294,10 @@ def run(args: argparse.Namespace) -> int:
         float(args.fps),
         size,
         start,
-        getattr(args, "max_gap", MAX_GAP_DEFAULT),
-        inputs,
+        max_gap,
+        warn_gap,
+        warn=lambda line: print(f"vigil-eval behave: warning: {line}", file=sys.stderr),
+        inputs=inputs,
     )
     text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
     if args.out in (None, "-"):
