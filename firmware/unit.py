@@ -104,12 +104,7 @@ def apply_overrides(loaded: LoadedConfig, opts: RunOptions) -> LoadedConfig:
 
 def data_dir(loaded: LoadedConfig) -> Path:
     """The unit's data folder, created if needed; a clear error when it cannot be."""
-    d = (
-        loaded.resolve(loaded.config.storage.data_dir)
-        if loaded.path
-        else Path(loaded.config.storage.data_dir)
-    )
-    d = d.expanduser()
+    d = loaded.resolve(loaded.config.storage.data_dir)
     try:
         d.mkdir(parents=True, exist_ok=True)
         probe = d / ".write-test"

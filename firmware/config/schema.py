@@ -18,9 +18,10 @@ from firmware.config.base import (
     check_in_image,
     check_polygon,
 )
+from firmware.config.checks import check_all
 from firmware.detect.config import DetectorConfig
 from firmware.deter.boards import BoardName
-from firmware.deter.config import DeterrenceConfig, DeterrentConfig, check_outputs
+from firmware.deter.config import DeterrenceConfig, DeterrentConfig
 from firmware.link.config import LinkConfig
 from firmware.privacy.config import PrivacyConfig
 from firmware.recording.config import RecordingConfig
@@ -166,7 +167,7 @@ class VigilConfig(Section):
             d = getattr(rule, "deterrent", None)
             if d is not None and d not in self.deterrents:
                 raise ValueError(f"rules.{rule_name}.deterrent names unknown deterrent {d!r}")
-        problems = check_outputs(self)
+        problems = check_all(self)
         if problems:
             raise ValueError("\n  ".join(problems))
         return self

@@ -91,11 +91,6 @@ class Event:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
 
-    def to_cbor(self) -> bytes:
-        import cbor2
-
-        return cbor2.dumps(self.to_dict())
-
 
 def _plain(v: Any) -> Any:
     """numpy scalars/arrays and tuples -> plain JSON/CBOR types."""

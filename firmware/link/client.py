@@ -25,6 +25,7 @@ from typing import Any
 import cbor2
 import paho.mqtt.client as mqtt
 
+from firmware.config.base import resolve_path
 from firmware.events.records import Event
 from firmware.link import messages
 from firmware.link.config import LinkConfig, parse_url
@@ -204,9 +205,9 @@ class Link:
 
     # -- connection -------------------------------------------------------------------------
 
-    def _resolve(self, p: str) -> str:
-        path = Path(p).expanduser()
-        return str(path if path.is_absolute() else self._config_dir / path)
+    def resolve(self, p: str) -> str:
+        """A path from [link] (TLS material, the hub key), relative to the config's folder."""
+        return str(resolve_path(p, self._config_dir))
 
     def _new_client(self) -> _Connection:
         client = mqtt.Client(
@@ -225,9 +226,9 @@ class Link:
         if self.tls:
             c = self.cfg
             client.tls_set(
-                ca_certs=self._resolve(c.tls_ca) if c.tls_ca else None,
-                certfile=self._resolve(c.tls_cert) if c.tls_cert else None,
-                keyfile=self._resolve(c.tls_key) if c.tls_key else None,
+                ca_certs=self.resolve(c.tls_ca) if c.tls_ca else None,
+                certfile=self.resolve(c.tls_cert) if c.tls_cert else None,
+                keyfile=self.resolve(c.tls_key) if c.tls_key else None,
                 cert_reqs=ssl.CERT_REQUIRED,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
@@ -467,7 +468,7 @@ class Link:
             except Exception:  # the command path must never take the link down
                 log.exception("link: command handling failed")
 
-    def _send(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+    def send(self, topic: str, payload: bytes, retain: bool = False) -> bool:
         """Publish a reply/state on the current connection (QoS 1); False when offline."""
         conn = self._conn
         if conn is None or not conn.connected.is_set() or conn.lost.is_set():

@@ -103,10 +103,6 @@ class IncidentRecorder:
     def available(self) -> bool:
         return self._key is not None and not self._closed
 
-    @property
-    def open_incident(self) -> str | None:
-        return None if self._open is None else self._open.id
-
     # ---- frame loop side --------------------------------------------------------------
     def push(
         self, frame_index: int, timestamp: float, image: np.ndarray, tracks: Tracks | None = None
