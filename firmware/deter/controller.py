@@ -87,10 +87,12 @@ class DeterrentController:
 
     # ----------------------------------------------------------------- public API
 
-    def on_event(self, event: Event, now: float) -> list[Event]:
-        """Start, follow or end the escalation of the rule behind a rule event."""
+    def on_event(self, event: Event, now: float | None = None) -> list[Event]:
+        """Start, follow or end the escalation of the rule behind a rule event (``now``:
+        the source time, by default the event's own)."""
         if event.type == "deterrent":
             return []
+        now = event.time if now is None else now
         with self._lock:
             self._frame = event.frame
             out = self._clock_check(now)

@@ -95,6 +95,11 @@ class UnitProbe:
         self.source: str | None = None
         self.logs = RingLogHandler()
 
+    def attach(self, cfg: VigilConfig, deterrents: Any) -> None:
+        """Point diagnostics at the stages of a newly applied config (hub config/set)."""
+        with self._lock:
+            self.cfg, self.deterrents = cfg, deterrents
+
     def install_log_handler(self, logger: logging.Logger | None = None) -> None:
         """Start keeping the unit's recent log lines (root logger by default)."""
         (logger or logging.getLogger()).addHandler(self.logs)
