@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,7 +76,7 @@ def test_config_set_applies_atomically_and_is_kept(running_unit):
     # the reply says where and what took effect
     saved = reply["result"]["saved"]
     assert saved == str(unit.data_dir / "config" / "site.toml")
-    assert "threshold_s = 7.5" in open(saved, encoding="utf-8").read()
+    assert "threshold_s = 7.5" in Path(saved).read_text(encoding="utf-8")
     assert "threshold_s = 5.0" in (tmp_path / "site.toml").read_text()
     assert reply["result"]["applied"] == ["rules"] and reply["result"]["restart_required"] == []
     bad = text.replace("threshold_s = 7.5", "threshold_s = -1")

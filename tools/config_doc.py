@@ -83,7 +83,9 @@ def _section(
     if apply == "live":
         lines.append("*A hub `config/set` applies this section live.*\n")
     elif apply == "restart":
-        lines.append("*A hub `config/set` stores this section; it takes effect at the next start.*\n")
+        lines.append(
+            "*A hub `config/set` stores this section; it takes effect at the next start.*\n"
+        )
     if model.get("description"):
         lines.append(model["description"].strip() + "\n")
     lines.append("| key | type | default | bounds | description |")
