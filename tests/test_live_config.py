@@ -185,6 +185,8 @@ def test_config_set_per_section_applies_live_or_asks_for_a_restart(running, sect
     assert result["saved"] == str(r.unit.data_dir / "config" / "site.toml")
     assert Path(result["saved"]).read_text(encoding="utf-8") == edit(r.base)
     _diag_acts_on_the_new_stages(r, capsys)
+    bad = [(m.kind, m.problems) for m in r.hub.received if m.problems]
+    assert not bad, bad  # every message, config/set replies included, matches docs/mqtt.md
 
 
 def test_an_incident_open_during_the_swap_closes_within_its_post_event_time(running):
@@ -271,3 +273,20 @@ def test_a_build_that_fails_half_way_leaves_the_old_pipeline_running(running, mo
     assert s.deterrents.self_test("light", pulse_s=0.05)["ok"] is True  # its pins work
     time.sleep(1.0)
     assert r.unit.loop.metrics.frames > frames  # and the loop goes on
+
+
+def test_the_contract_names_every_section_and_checks_the_config_set_result():
+    import re
+
+    import cbor2
+
+    from firmware.config.schema import section_apply
+    from tools.hub.contract import Validator, rule_subset
+
+    names = re.findall(r'"(\w+)"', rule_subset("section-name").split("=", 1)[1])
+    assert sorted(names) == sorted(section_apply())
+    reply = {"v": 1, "id": "r1", "cmd": "config/set", "ok": True, "time": 1.0}
+    good = {"config_hash": "ab", "applied": ["rules"], "restart_required": [], "saved": None}
+    assert Validator().check("reply", cbor2.dumps(reply | {"result": good})) == []
+    bad = good | {"applied": ["tills"]}
+    assert Validator().check("reply", cbor2.dumps(reply | {"result": bad}))
