@@ -8,7 +8,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from firmware import __version__
 from firmware.builder import BuildContext, Opened, build_live, stored_config_path
@@ -20,6 +20,10 @@ from firmware.events.sinks import JsonLinesSink
 from firmware.loop import FrameLoop, LoopResult, Stages
 from firmware.paths import MODELS_DIR
 from firmware.sources import FrameReader, open_source_factory
+
+if TYPE_CHECKING:
+    from firmware.control import LoopControl
+    from firmware.link import Link
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,8 @@ class Unit:
     loop: FrameLoop
     birth: dict[str, Any]
     data_dir: Path
-    link: Any = None
-    control: Any = None
+    link: Link | None = None
+    control: LoopControl | None = None
     notes: list[str] = field(default_factory=list)
     diag_socket: str | None = None  # serve diagnostics here for the serial console
 
@@ -258,6 +262,7 @@ def _build(
         deterrents=stages.deterrents,
         live=True,  # fed by this running loop (not the standalone console)
         detector_factory=lambda: load_detector(cfg.detector, models_dir=opts.models_dir),
+        pin_factory=ctx.pin_factory,
     )
     stages.probe.source = reader.name
     if stages.recorder is None and rec is not None:

@@ -67,3 +67,27 @@ def test_paths_resolve_against_the_config_folder_with_home_expanded(tmp_path):
 
 def test_config_hash_is_the_sha256_of_the_text():
     assert config_hash("a = 1\n") == hashlib.sha256(b"a = 1\n").hexdigest()
+
+
+def test_the_config_the_hub_set_is_preferred_at_the_next_start(tmp_path):
+    from firmware.config import load
+    from firmware.unit import RunOptions, apply_overrides, prefer_stored
+
+    site = tmp_path / "etc" / "site.toml"
+    site.parent.mkdir()
+    data = tmp_path / "state"
+    site.write_text(f'[storage]\ndata_dir = "{data}"\n[rules.loitering]\nthreshold_s = 5.0\n')
+    opts = RunOptions(unit="u7")
+    loaded = apply_overrides(load(site), opts)
+    assert prefer_stored(loaded, opts) == (loaded, None)  # nothing stored yet
+    stored = data / "config" / "site.toml"
+    stored.parent.mkdir(parents=True)
+    stored.write_text(f'[storage]\ndata_dir = "{data}"\n[rules.loitering]\nthreshold_s = 8.0\n')
+    hub, note = prefer_stored(loaded, opts)
+    assert hub.config.rules.loitering.threshold_s == 8.0
+    assert hub.config.site.unit_id == "u7"  # the same overrides
+    assert hub.base_dir == site.parent  # relative paths still start at the installed config
+    assert str(stored) in note
+    stored.write_text("[rules.loitering]\nthreshold_s = -1\n")  # a stored config gone bad
+    kept, note = prefer_stored(loaded, opts)
+    assert kept is loaded and "not used" in note and "threshold_s" in note

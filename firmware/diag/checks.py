@@ -158,9 +158,11 @@ def check_outputs(probe: UnitProbe, toggle: bool = True) -> list[dict[str, Any]]
     ctrl, own = probe.deterrents, False
     if ctrl is None:
         from firmware.deter import DeterrentController
+        from firmware.deter.pins import resolve_pin_factory
 
         try:
-            ctrl, own = DeterrentController(cfg, backstop=False), True
+            pins = probe.pin_factory if probe.pin_factory is not None else resolve_pin_factory()
+            ctrl, own = DeterrentController(cfg, pin_factory=pins, backstop=False), True
         except Exception as e:
             return [
                 _check(

@@ -74,8 +74,12 @@ class UnitProbe:
         live: bool = True,
         clock: Callable[[], float] = time.monotonic,
         detector_factory: Callable[[], Any] | None = None,
+        pin_factory: Any = None,
     ) -> None:
+        """``pin_factory``: the gpiozero factory a standalone self-test opens outputs with
+        (None: firmware.deter.pins resolves the board's)."""
         self.cfg = cfg
+        self.pin_factory = pin_factory
         self.config_path = config_path
         self.deterrents = deterrents
         self.link = link
