@@ -7,7 +7,6 @@ thread (``FrameLoop.submit``) so no stage is ever touched by two threads at once
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import logging
 import os
 import shutil
@@ -16,6 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from firmware.builder import (
+    BuildContext,
+    Opened,
+    build_deterrents,
+    build_live,
+    changed_sections,
+    stored_config_path,
+)
 from firmware.config import LoadedConfig, parse_text
 from firmware.loop import FrameLoop
 
@@ -30,10 +37,10 @@ class LoopControl:
         loaded: LoadedConfig,
         birth: dict[str, Any],
         data_dir: Path,
-        pin_factory=None,
+        ctx: BuildContext,
     ):
         self.loop = loop
-        self.pin_factory = pin_factory
+        self.ctx = ctx
         self.loaded = loaded
         self.birth = birth
         self.data_dir = data_dir
@@ -75,58 +82,71 @@ class LoopControl:
         return self.loaded.text
 
     def apply_config(self, text: str) -> dict[str, Any]:
-        """Swap in a new config atomically: new rules and deterrents are built first; on any
-        failure the running ones stay. Sections that need a restart are reported."""
+        """Swap in a new config: the live sections' stages are built first (on the loop's
+        thread); on any failure they are released and the running ones stay. Sections that
+        need a restart are stored and listed. The accepted text is kept in the state
+        directory, which the next start prefers."""
         new_cfg = parse_text(text, "config/set")
         old = self.loaded
+        new = LoadedConfig(new_cfg, old.path, text)
+        applied, restart = changed_sections(old.config, new_cfg)
 
-        def swap() -> dict[str, Any]:
-            from firmware.deter import DeterrentController
-            from firmware.rules import RuleEngine
-
-            s = self.loop.s
-            engine = RuleEngine(new_cfg, frame_size=s.reader.frame_size, fps=s.reader.fps)
-            old_deter = s.deterrents
-            if old_deter is not None:
-                old_deter.close()  # frees the pins for the new outputs
-            try:
-                deter = DeterrentController(new_cfg, pin_factory=self.pin_factory)
-            except Exception:
+        def swap() -> None:
+            s, now = self.loop.s, self.loop.now
+            with Opened() as opened:
+                live = build_live(new, self.ctx, opened, deterrents=False)  # nothing touched yet
+                # End the old rules' open situations through the bus: the recorder closes
+                # their clips on time, the hub sees every situation end, and the old
+                # deterrent controller ends their escalations.
+                self.loop.emit(s.engine.close(now(), self.loop.metrics.frames))
+                old_deter = s.deterrents
                 if old_deter is not None:
-                    s.deterrents = DeterrentController(old.config, pin_factory=self.pin_factory)
-                raise
-            # end the old engine's open situations so the hub sees every situation end
-            self.loop.emit(list(s.engine.close(self.loop.now(), self.loop.metrics.frames)))
-            s.engine, s.deterrents = engine, deter
-            return {}
+                    self.loop.emit(old_deter.tick(now()))
+                    old_deter.close()  # frees its GPIO pins for the new controller
+                try:
+                    live.deterrents = build_deterrents(new, self.ctx, opened)
+                except Exception:
+                    if old_deter is not None:  # back as it was, on the same pins
+                        s.deterrents = build_deterrents(old, self.ctx, Opened())
+                        self._attach(old.config, s.deterrents)
+                    raise
+            s.tracker, s.engine, s.deterrents = live.tracker, live.engine, live.deterrents
+            s.anonymiser = live.anonymiser
+            s.mask_score_threshold = live.mask_score_threshold
+            s.static_masks_before_inference = live.static_masks_before_inference
+            self._attach(new_cfg, live.deterrents)
 
         self._on_loop(swap)
-        self.loaded = LoadedConfig(new_cfg, old.path, text)
-        self._persist(text)
-        restart = [
-            section
-            for section in ("camera", "detector", "link", "storage", "recording")
-            if getattr(new_cfg, section) != getattr(old.config, section)
-        ]
-        self.birth["config_hash"] = hashlib.sha256(text.encode()).hexdigest()
+        self.loaded = new
+        saved, note = self._persist(text)
+        self.birth["config_hash"] = new.hash
         if self.link is not None:
-            self.link.update_birth(config_hash=self.birth["config_hash"])
-        return {
-            "applied": ["zones", "lines", "rules", "schedule", "deterrents"],
-            "restart_required": restart,
-        }
+            self.link.update_birth(config_hash=new.hash)
+        out: dict[str, Any] = {"applied": applied, "restart_required": restart, "saved": saved}
+        if note:
+            out["note"] = note
+        return out
 
-    def _persist(self, text: str) -> None:
-        """Write the accepted config over the unit's config file (keeping a .bak), atomically."""
-        path = self.loaded.path
-        if path is None or not os.access(path.parent, os.W_OK):
-            log.warning("config applied in memory only: %s is not writable", path)
-            return
-        tmp = path.with_suffix(path.suffix + ".new")
-        tmp.write_text(text, encoding="utf-8")
-        if path.exists():
-            shutil.copy2(path, path.with_suffix(path.suffix + ".bak"))
-        os.replace(tmp, path)
+    def _attach(self, cfg: Any, deterrents: Any) -> None:
+        """Diagnostics (vigil-diag status, outputs, mute, test-output) follow the new stages."""
+        if self.loop.s.probe is not None:
+            self.loop.s.probe.attach(cfg, deterrents)
+
+    def _persist(self, text: str) -> tuple[str | None, str | None]:
+        """Keep the accepted config in the state directory (atomically, the previous one as
+        .bak); (where, None) or (None, why not)."""
+        path = stored_config_path(self.data_dir)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".new")
+            tmp.write_text(text, encoding="utf-8")
+            if path.exists():
+                os.replace(path, path.with_suffix(".bak"))
+            os.replace(tmp, path)
+        except OSError as e:
+            log.error("config applied but not stored at %s: %s", path, e)
+            return None, f"applied in memory only: {path} not writable ({e.strerror})"
+        return str(path), None
 
     def deterrent_test(self, name: str | None, seconds: float) -> dict[str, Any]:
         def test() -> dict[str, Any]:

@@ -1,8 +1,11 @@
-"""The frame loop: frame -> detect -> track -> rules -> act -> report. It only wires stages.
+"""The frame loop: frame -> detect -> track -> rules -> anonymise -> events. It only wires
+stages.
 
-Each stage is built elsewhere (firmware/unit.py) and handed in; anything optional may be
-None. Per-stage time goes to LoopMetrics. Commands from the hub arrive on other threads and
-are queued here, so every stage is only ever touched from the loop's own thread.
+Each stage is built elsewhere (firmware/builder.py) and handed in; anything optional may be
+None. Every event goes through one bus (firmware/events/bus.py), stamped once and delivered
+in one order to recorder, deterrents, sinks, link and diagnostics. Per-stage time goes to
+LoopMetrics. Commands from the hub arrive on other threads and are queued here, so every
+stage is only ever touched from the loop's own thread.
 """
 
 from __future__ import annotations
@@ -13,16 +16,37 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from firmware.clock import SourceClock
+from firmware.events import bus as order
+from firmware.events.bus import EventBus, EventSink, Stamper
 from firmware.events.records import Event, EventPhase, Severity
 from firmware.metrics import LoopMetrics
 from firmware.sources import FrameReader
+from firmware.stages import (
+    TIMING_STAGES,
+    AnonymiserStage,
+    Detector,
+    DeterrentStage,
+    FrameSink,
+    HubLink,
+    ProbeStage,
+    RecorderStage,
+    RuleStage,
+    TrackerStage,
+    WatchdogStage,
+)
 from firmware.types import Detections, Frame, Tracks
+
+if TYPE_CHECKING:
+    from firmware.inputs.hub import StoreInputs
+    from firmware.link.tracks import TracksPublisher
+    from firmware.recording.escrow import EscrowSealer
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +59,24 @@ class Stages:
     """The stage objects of one unit. Only reader, detector, tracker and engine are required."""
 
     reader: FrameReader
-    detector: Any
-    tracker: Any
-    engine: Any
-    deterrents: Any = None
-    link: Any = None
-    tracks_out: Any = None  # firmware.link.tracks.TracksPublisher: the tracks topic
-    sinks: list = field(default_factory=list)
-    anonymiser: Any = None
-    recorder: Any = None
-    escrow: Any = None  # firmware.recording.escrow.EscrowSealer: originals sealed per incident
-    preview: Any = None
-    watchdog: Any = None
+    detector: Detector
+    tracker: TrackerStage
+    engine: RuleStage
+    deterrents: DeterrentStage | None = None
+    link: HubLink | None = None
+    tracks_out: TracksPublisher | None = None  # the tracks topic
+    sinks: list[EventSink] = field(default_factory=list)
+    anonymiser: AnonymiserStage | None = None
+    recorder: RecorderStage | None = None
+    escrow: EscrowSealer | None = None  # originals sealed per incident ([recording.escrow])
+    preview: FrameSink | None = None
+    watchdog: WatchdogStage | None = None
     every_nth_frame: int = 1
     score_threshold: float = 0.35  # detections kept for tracking and rules
     mask_score_threshold: float | None = None  # lower bar for what the anonymiser masks
     static_masks_before_inference: bool = False
-    probe: Any = None  # firmware.diag.UnitProbe: what field diagnostics see of the loop
-    inputs: Any = None  # firmware.inputs.StoreInputs: contact inputs and the till journal
+    probe: ProbeStage | None = None  # what field diagnostics see of the loop
+    inputs: StoreInputs | None = None  # contact inputs and the till journal
 
 
 @dataclass
@@ -71,8 +95,15 @@ class FrameLoop:
         status_out: TextIO | None = None,
         max_frames: int | None = None,
         metrics_interval_s: float = 10.0,
+        stamper: Stamper | None = None,
+        clock: SourceClock | None = None,
     ):
+        """``stamper`` names the unit, site and session on every event (the hub link's own
+        when there is one, so the outbox and ``--events-out`` number events alike)."""
         self.s = stages
+        self.clock = clock or SourceClock()
+        self.bus = EventBus(stamper or Stamper(None, None, None))
+        self._subscribe_stages()
         self.metrics = LoopMetrics()
         self.status_out = status_out
         self.max_frames = max_frames
@@ -86,9 +117,40 @@ class FrameLoop:
         self._last_inference_frame = -(10**9)
         self.inference_failing = False
         self._camera_alert = False
-        self._last_ts = 0.0
-        self._last_ts_wall = time.monotonic()
         self._prev_totals: dict[str, float] = {}
+
+    def _subscribe_stages(self) -> None:
+        """The unit's own consumers, in the bus's documented order. Each reads the current
+        stage from ``self.s``, so a live config apply redirects them at once."""
+
+        def recorder(ev: Event) -> None:
+            if self.s.recorder is not None:
+                self.s.recorder.on_event(ev)
+
+        def deterrents(ev: Event) -> list[Event] | None:
+            return None if self.s.deterrents is None else self.s.deterrents.on_event(ev)
+
+        def counts(ev: Event) -> None:
+            self.event_counts[ev.type] += ev.phase in (EventPhase.START, EventPhase.INSTANT)
+
+        def sinks(ev: Event) -> None:
+            for sink in self.s.sinks:
+                sink.emit(ev)
+
+        def link(ev: Event) -> None:
+            if self.s.link is not None:
+                self.s.link.publish_event(ev)
+
+        def diagnostics(ev: Event) -> None:
+            if self.s.probe is not None:
+                self.s.probe.event(ev)
+
+        self.bus.subscribe(order.RECORDER, "recorder", recorder)
+        self.bus.subscribe(order.DETERRENTS, "deterrents", deterrents)
+        self.bus.subscribe(order.COUNTS, "counts", counts)
+        self.bus.subscribe(order.SINKS, "sinks", sinks)
+        self.bus.subscribe(order.LINK, "link", link)
+        self.bus.subscribe(order.DIAGNOSTICS, "diagnostics", diagnostics)
 
     # -- control from other threads ------------------------------------------------------
     def submit(self, fn: Callable[[], None]) -> None:
@@ -109,7 +171,7 @@ class FrameLoop:
     def now(self) -> float:
         """Source time: the last frame's timestamp plus wall time since it arrived, so timers
         (deterrent on-times) keep running when the camera stalls."""
-        return self._last_ts + (time.monotonic() - self._last_ts_wall)
+        return self.clock.now()
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> LoopResult:
@@ -157,7 +219,7 @@ class FrameLoop:
 
     def _process(self, frame: Frame) -> None:
         s, m = self.s, self.metrics
-        self._last_ts, self._last_ts_wall = frame.timestamp, time.monotonic()
+        self.clock.frame(frame.timestamp)
         all_dets = self._detect(frame)
         dets = all_dets
         if all_dets is not None and len(all_dets):
@@ -172,24 +234,18 @@ class FrameLoop:
             events = list(s.engine.update(self.tracks, frame.timestamp, frame.index, inputs))
         with m.stage("privacy"):
             masked = self._masked(frame, all_dets)
+            if masked is not None:  # before the events: an incident they open holds this frame
+                for sink in (s.recorder, s.preview):
+                    if sink is not None:
+                        sink.push_frame(frame, masked, dets, self.tracks)
+        with m.stage("publish"):
+            self.emit(events)  # deterrent actions they cause come back through the bus
+        if s.escrow is not None and s.recorder is not None:
+            with m.stage("privacy"):  # after the events: the incident they opened holds it
+                s.escrow.push(frame.index, frame.timestamp, frame.image, s.recorder.open_incident)
         with m.stage("act"):
             if s.deterrents is not None:
-                for ev in list(events):
-                    events.extend(s.deterrents.on_event(ev, frame.timestamp))
-                events.extend(s.deterrents.tick(frame.timestamp, frame.index))
-        with m.stage("privacy"):
-            if s.recorder is not None and masked is not None:
-                s.recorder.push(frame.index, frame.timestamp, masked, self.tracks)
-                for ev in events:  # rule events and the deterrent actions they caused
-                    s.recorder.on_event(ev)
-                if s.escrow is not None:
-                    s.escrow.push(
-                        frame.index, frame.timestamp, frame.image, s.recorder.open_incident
-                    )
-        with m.stage("publish"):
-            self.emit(events)
-            if s.preview is not None and masked is not None:
-                s.preview.write(masked, frame, dets, self.tracks)
+                self.emit(s.deterrents.tick(frame.timestamp, frame.index))
         self.people = int(np.count_nonzero(dets.classes == 1)) if len(dets) else 0
         if s.probe is not None:
             totals = m.totals_ms
@@ -223,12 +279,10 @@ class FrameLoop:
                 self._health("model_failed", f"inference failed: {e}", Severity.ALERT)
             self.inference_failing = True
             return Detections.empty()
-        timings = getattr(s.detector, "last_timings", None) or {}
-        m.add(
-            "preprocess",
-            float(timings.get("preprocess", 0.0)) + float(timings.get("background", 0.0)),
-        )
-        m.add("inference", float(timings.get("inference", 0.0)) + float(timings.get("decode", 0.0)))
+        for key, ms in s.detector.last_timings.items():
+            stage = TIMING_STAGES.get(key)
+            if stage is not None:
+                m.add(stage, float(ms))
         if self.inference_failing:
             log.info("inference recovered")
             self.inference_failing = False
@@ -252,16 +306,9 @@ class FrameLoop:
         fg = getattr(s.detector, "last_foreground", None) if dets is not None else None
         return s.anonymiser.apply(frame.image, dets, self.tracks, inference_ok=ok, foreground=fg)
 
-    def emit(self, events: list[Event]) -> None:
-        """Send events to every sink and the hub link (loop thread only)."""
-        for ev in events:
-            self.event_counts[ev.type] += ev.phase in (EventPhase.START, EventPhase.INSTANT)
-            for sink in self.s.sinks:
-                sink.emit(ev)
-            if self.s.link is not None:
-                self.s.link.publish_event(ev)
-            if self.s.probe is not None:
-                self.s.probe.event(ev)
+    def emit(self, events: Iterable[Event]) -> list[Event]:
+        """Publish events on the bus (loop thread only); returns them with what they caused."""
+        return self.bus.publish(events)
 
     def _tick_idle(self) -> None:
         """No frame this time: keep timers (deterrent off-switching) running."""
@@ -315,10 +362,7 @@ class FrameLoop:
             return
         link = ""
         if self.s.link is not None:
-            state = getattr(self.s.link, "state", None)
-            outbox = getattr(self.s.link, "outbox", None)
-            depth = outbox.depth() if outbox is not None else None
-            link = f"  link {state or '?'}" + (f" outbox {depth}" if depth is not None else "")
+            link = f"  link {self.s.link.state} outbox {self.s.link.outbox.depth()}"
         total_events = sum(self.event_counts.values())
         print(
             f"[{frame.timestamp:8.1f} s] frame {frame.index:6d}  fps {self.metrics.fps_recent():5.1f}"
@@ -331,13 +375,9 @@ class FrameLoop:
         s = self.s
         now = self.now()
         try:
-            events = list(s.engine.close(now, max(self.metrics.frames - 1, 0)))
-            if s.recorder is not None:
-                for ev in events:
-                    s.recorder.on_event(ev)
+            self.emit(s.engine.close(now, max(self.metrics.frames - 1, 0)))
             if s.deterrents is not None:
-                events.extend(s.deterrents.tick(now))
-            self.emit(events)
+                self.emit(s.deterrents.tick(now))
         finally:
             for closer in (s.recorder, s.escrow, s.preview, s.deterrents, s.inputs):
                 if closer is not None:

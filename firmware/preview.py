@@ -96,6 +96,12 @@ class PreviewWriter:
         self._writer.write(image)
         self.frames += 1
 
+    def push_frame(
+        self, frame: Frame, masked: np.ndarray, dets: Detections, tracks: Tracks
+    ) -> None:
+        """The loop's frame-sink call (firmware.stages.FrameSink)."""
+        self.write(masked, frame, dets, tracks)
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()

@@ -3,20 +3,27 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from firmware import __version__
-from firmware.config import LoadedConfig
+from firmware.builder import BuildContext, Opened, build_live, stored_config_path
+from firmware.clock import SourceClock
+from firmware.config import ConfigError, LoadedConfig, parse_text
+from firmware.deter.pins import resolve_pin_factory
+from firmware.events.bus import Stamper
 from firmware.events.sinks import JsonLinesSink
 from firmware.loop import FrameLoop, LoopResult, Stages
 from firmware.paths import MODELS_DIR
 from firmware.sources import FrameReader, open_source_factory
+
+if TYPE_CHECKING:
+    from firmware.control import LoopControl
+    from firmware.link import Link
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +43,7 @@ class RunOptions:
     data_dir: str | None = None
     models_dir: Path = MODELS_DIR
     max_frames: int | None = None
-    pin_factory: Any = None  # gpiozero pin factory; None = the board's, or mock pins off a Pi
+    pin_factory: Any = None  # gpiozero pin factory; None = the board's (firmware.deter.pins)
     watchdog: bool = True
 
 
@@ -46,8 +53,8 @@ class Unit:
     loop: FrameLoop
     birth: dict[str, Any]
     data_dir: Path
-    link: Any = None
-    control: Any = None
+    link: Link | None = None
+    control: LoopControl | None = None
     notes: list[str] = field(default_factory=list)
     diag_socket: str | None = None  # serve diagnostics here for the serial console
 
@@ -104,12 +111,7 @@ def apply_overrides(loaded: LoadedConfig, opts: RunOptions) -> LoadedConfig:
 
 def data_dir(loaded: LoadedConfig) -> Path:
     """The unit's data folder, created if needed; a clear error when it cannot be."""
-    d = (
-        loaded.resolve(loaded.config.storage.data_dir)
-        if loaded.path
-        else Path(loaded.config.storage.data_dir)
-    )
-    d = d.expanduser()
+    d = loaded.resolve(loaded.config.storage.data_dir)
     try:
         d.mkdir(parents=True, exist_ok=True)
         probe = d / ".write-test"
@@ -122,34 +124,38 @@ def data_dir(loaded: LoadedConfig) -> Path:
     return d
 
 
-def pin_factory_for(opts: RunOptions):
-    """The board's GPIO, or gpiozero's mock pins (logged) on a machine without GPIO."""
-    if opts.pin_factory is not None:
-        return opts.pin_factory
-    import warnings
-
-    from gpiozero import Device
-    from gpiozero.exc import BadPinFactory
-
+def prefer_stored(loaded: LoadedConfig, opts: RunOptions) -> tuple[LoadedConfig, str | None]:
+    """The config the hub last set (kept in the state directory by a ``config/set``) in
+    place of ``loaded``, with the same overrides; a note saying so, or why it was not used.
+    Relative paths in it still start from the --config file's folder."""
+    stored = stored_config_path(data_dir(loaded))
+    if not stored.is_file():
+        return loaded, None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # gpiozero warns for each library it falls back from
-            if Device.pin_factory is None:
-                Device.pin_factory = Device._default_pin_factory()
-        return None
-    except (BadPinFactory, ImportError, OSError, RuntimeError):
-        from gpiozero.pins.mock import MockFactory
-
-        log.warning("no GPIO on this machine: deterrent outputs are simulated (gpiozero mock pins)")
-        return MockFactory()
+        text = stored.read_text(encoding="utf-8")
+        cfg = parse_text(text, str(stored))
+    except (OSError, UnicodeDecodeError, ConfigError) as e:
+        log.warning("config from the hub at %s not used: %s", stored, e)
+        return loaded, f"config from the hub at {stored} not used ({e}); running {loaded.path}"
+    hub = apply_overrides(LoadedConfig(cfg, loaded.path, text), opts)
+    return (
+        hub,
+        f"running the config the hub set, stored at {stored} (remove it to use {loaded.path})",
+    )
 
 
 def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None = None) -> Unit:
     """Every stage of the unit, ready to run. Raises ValueError/OSError with a one-line
-    message for bad input (missing or corrupt model, unreadable clip, unwritable folder)."""
+    message for bad input (missing or corrupt model, unreadable clip, unwritable folder);
+    whatever fails, everything opened so far is released first."""
+    with Opened() as opened:
+        return _build(loaded, opts, status_out, opened)
+
+
+def _build(
+    loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None, opened: Opened
+) -> Unit:
     from firmware.detect import load_detector
-    from firmware.rules import RuleEngine
-    from firmware.track import Tracker
 
     cfg = loaded.config
     ddir = data_dir(loaded)
@@ -167,25 +173,30 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         backoff_s=cfg.camera.reopen_backoff_s,
     )
     detector = load_detector(cfg.detector, models_dir=opts.models_dir)
+    opened.keep(reader, reader.stop)
     reader.start()  # fails here, clearly, for a missing or unreadable clip
     fps, size = reader.fps, reader.frame_size
+    clock = SourceClock()
+    ctx = BuildContext(
+        fps=fps,
+        frame_size=size,
+        pin_factory=opts.pin_factory if opts.pin_factory is not None else resolve_pin_factory(),
+        clock=clock.now,
+        anonymise=bool(cfg.recording.enabled or opts.preview),
+    )
+    live = build_live(loaded, ctx, opened)
     stages = Stages(
         reader=reader,
         detector=detector,
-        tracker=Tracker(cfg.tracker, fps=fps),
-        engine=RuleEngine(cfg, frame_size=size, fps=fps),
+        tracker=live.tracker,
+        engine=live.engine,
+        deterrents=live.deterrents,
+        anonymiser=live.anonymiser,
         every_nth_frame=cfg.detector.every_nth_frame,
         score_threshold=cfg.detector.score_threshold,
-        mask_score_threshold=cfg.privacy.min_score,
-        static_masks_before_inference=cfg.privacy.static_masks_before_inference,
+        mask_score_threshold=live.mask_score_threshold,
+        static_masks_before_inference=live.static_masks_before_inference,
     )
-    pins = pin_factory_for(opts)
-    if cfg.deterrents:
-        from firmware.deter import DeterrentController
-
-        stages.deterrents = DeterrentController(
-            cfg, pin_factory=pins, base_dir=loaded.path.parent if loaded.path else None
-        )
     if cfg.inputs or cfg.till is not None:
         from firmware.inputs.hub import StoreInputs
 
@@ -196,35 +207,34 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
                 if cfg.till.secret_file
                 else ddir / "till-secret"
             )
-        stages.inputs = StoreInputs(cfg.inputs, cfg.till, secret_path=secret, pin_factory=pins)
+        stages.inputs = opened.keep(
+            StoreInputs(cfg.inputs, cfg.till, secret_path=secret, pin_factory=ctx.pin_factory)
+        )
     if opts.events_out:
-        stages.sinks.append(JsonLinesSink(opts.events_out))
+        stages.sinks.append(opened.keep(JsonLinesSink(opts.events_out)))
     model_info = {"name": detector.name, "sha256": detector.sha256, "backend": detector.backend}
-    if cfg.recording.enabled or opts.preview:
-        from firmware.privacy import Anonymiser
-
-        stages.anonymiser = Anonymiser(cfg.privacy)
+    rec = None
     if cfg.recording.enabled:
         from firmware.recording import IncidentRecorder
 
-        rec = IncidentRecorder(
-            cfg.recording,
-            data_dir=ddir,
-            fps=fps,
-            frame_size=size,
-            model_info=model_info,
-            key_path=loaded.resolve(cfg.recording.key_file),
-            unit=cfg.site.unit_id,
+        rec = opened.keep(
+            IncidentRecorder(
+                cfg.recording,
+                data_dir=ddir,
+                fps=fps,
+                frame_size=size,
+                model_info=model_info,
+                key_path=loaded.resolve(cfg.recording.key_file),
+                unit=cfg.site.unit_id,
+            )
         )
         if rec.available:
             stages.recorder = rec
-            stages.escrow = _escrow(cfg, loaded, ddir, fps)
-        else:
-            rec.close()
+            stages.escrow = _escrow(cfg, loaded, ddir, fps, opened)
     if opts.preview:
         from firmware.preview import PreviewWriter
 
-        stages.preview = PreviewWriter(opts.preview, fps, cfg.zones, cfg.lines)
+        stages.preview = opened.keep(PreviewWriter(opts.preview, fps, cfg.zones, cfg.lines))
     if opts.watchdog:
         from firmware.service import Watchdog
 
@@ -232,17 +242,35 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
     birth = {
         "firmware": __version__,
         "models": [model_info],
-        "config_hash": hashlib.sha256(loaded.text.encode()).hexdigest(),
+        "config_hash": loaded.hash,
         "capabilities": ["events", "metrics"]
         + (["deterrents"] if stages.deterrents is not None else [])
         + (["recording"] if stages.recorder is not None else [])
         + (["inputs"] if stages.inputs is not None else []),
         "source": reader.name,
     }
+    link = None
+    if cfg.link.mqtt:
+        from firmware.link import Link
+
+        link = Link(
+            cfg.link,
+            site=cfg.site.site_id,
+            unit=cfg.site.unit_id,
+            data_dir=ddir,
+            birth=birth,
+            config_dir=loaded.base_dir,
+        )
+        opened.keep(link, lambda: link.stop(clean=False))
+        stamper = link.stamper
+    else:
+        stamper = Stamper(cfg.site.unit_id, cfg.site.site_id, local_session(ddir))
     loop = FrameLoop(
         stages,
         status_out=status_out,
         max_frames=opts.max_frames,
+        stamper=stamper,
+        clock=clock,
         metrics_interval_s=cfg.link.metrics_interval_s,
     )
     unit = Unit(loaded, loop, birth, ddir)
@@ -254,32 +282,23 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         deterrents=stages.deterrents,
         live=True,  # fed by this running loop (not the standalone console)
         detector_factory=lambda: load_detector(cfg.detector, models_dir=opts.models_dir),
+        pin_factory=ctx.pin_factory,
     )
     stages.probe.source = reader.name
-    if stages.recorder is None and cfg.recording.enabled:
+    if stages.recorder is None and rec is not None:
         unit.notes.append(f"incident recording off: {rec.error}")
-    if cfg.link.mqtt:
+    if link is not None:
         from firmware.control import LoopControl
-        from firmware.link import Link
 
-        unit.control = LoopControl(loop, loaded, birth, ddir, pin_factory=pins)
-        unit.link = Link(
-            cfg.link,
-            site=cfg.site.site_id,
-            unit=cfg.site.unit_id,
-            data_dir=ddir,
-            birth=birth,
-            control=unit.control,
-            config_dir=loaded.path.parent if loaded.path else None,
-        )
-        unit.control.link = unit.link
-        stages.link = unit.link
-        stages.tracks_out = _tracks_publisher(unit.link, cfg)
-        stages.probe.link = unit.link
+        unit.control = LoopControl(loop, loaded, birth, ddir, ctx)
+        link.attach_control(unit.control)
+        unit.control.link = link
+        unit.link = stages.link = stages.probe.link = link
+        stages.tracks_out = _tracks_publisher(link, cfg)
     return unit
 
 
-def _escrow(cfg, loaded: LoadedConfig, ddir: Path, fps: float):
+def _escrow(cfg, loaded: LoadedConfig, ddir: Path, fps: float, opened: Opened):
     """The escrow sealer when enabled; a missing or bad public key is refused at start."""
     esc = cfg.recording.escrow
     if not esc.enabled:
@@ -288,7 +307,24 @@ def _escrow(cfg, loaded: LoadedConfig, ddir: Path, fps: float):
 
     pub = load_public_key(loaded.resolve(esc.public_key))  # RecordingKeyError is a ValueError
     rec = cfg.recording
-    return EscrowSealer(esc, ddir, pub, fps, rec.pre_event_s, rec.max_clip_s)
+    return opened.keep(EscrowSealer(esc, ddir, pub, fps, rec.pre_event_s, rec.max_clip_s))
+
+
+def local_session(ddir: Path) -> int:
+    """A session number for a unit without a hub link (kept in the data folder, +1 per
+    start), so ``--events-out`` lines are numbered as the hub would see them."""
+    path = ddir / "session"
+    try:
+        n = int(path.read_text().strip() or 0) + 1
+    except (OSError, ValueError):
+        n = 1
+    try:
+        tmp = path.with_suffix(".new")
+        tmp.write_text(f"{n}\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("session number not kept in %s: %s", ddir, e)
+    return n
 
 
 def fail(message: str) -> int:

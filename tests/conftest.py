@@ -41,3 +41,17 @@ def mock_pins():
     finally:
         Device.pin_factory.reset()
         Device.pin_factory = old
+
+
+@pytest.fixture
+def pins():
+    """A gpiozero MockFactory of its own, for code that is handed its pin factory
+    (``pin_factory=``, as the unit does): no process-wide default is touched."""
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        factory.close()

@@ -56,7 +56,7 @@ class UnitDouble:
             raise RuntimeError("camera would not restart; previous config restored")
         self.config = text
         self.calls.append(("apply_config", text))
-        return {"restarted": ["rules"]}
+        return {"applied": ["rules"], "restart_required": [], "saved": None, "note": "test"}
 
     def config_text(self) -> str:
         return self.config
@@ -272,7 +272,7 @@ def test_config_set_validates_applies_and_publishes_state(rig):
 
     control.fail_apply = False
     r = hub.command("u1", "config/set", {"text": new})
-    assert r["ok"] and r["result"]["restarted"] == ["rules"]
+    assert r["ok"] and r["result"]["applied"] == ["rules"]
     state = hub.wait_for(
         lambda _r: [s.message for s in hub.of("config/state") if s.message["text"] == new]
     )[-1]

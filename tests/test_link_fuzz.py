@@ -78,7 +78,7 @@ def unit(tmp_path_factory):
         control=control,
     )
     sent: list[tuple[str, bytes]] = []
-    link._send = lambda topic, payload, retain=False: sent.append((topic, payload)) or True
+    link.send = lambda topic, payload, retain=False: sent.append((topic, payload)) or True
     yield link, signer, control, sent
     link.stop()
 

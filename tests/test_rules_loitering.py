@@ -98,15 +98,21 @@ def test_till_is_not_watched_by_default_but_can_be_named():
 
 
 def test_deterrent_switches_once_at_the_configured_stage():
+    """The controller switches a rule's own deterrent once, when the situation reaches act_at."""
+    from gpiozero.pins.mock import MockFactory
+
+    from firmware.deter import DeterrentController
+
     a = shopper(stay_s=25.0)
-    engine = RuleEngine(
-        site(threshold_s=5, warn_s=10, alert_s=20, deterrent="light", act_at="warn"), SIZE, FPS
-    )
+    cfg = site(threshold_s=5, warn_s=10, alert_s=20, deterrent="light", act_at="warn")
+    engine = RuleEngine(cfg, SIZE, FPS)
+    pins = MockFactory()
     acted = []
-    for e in run(engine, [a], FPS):
-        d = engine.deterrent_for(e)
-        if d:
-            acted.append((d, e.phase, e.severity))
+    with DeterrentController(cfg, pin_factory=pins, backstop=False) as deter:
+        for e in run(engine, [a], FPS):
+            for d in deter.on_event(e, e.time):
+                if d.explain["action"] == "on":
+                    acted.append((d.explain["output"], e.phase, e.severity))
     assert acted == [("light", EventPhase.UPDATE, Severity.WARN)]
 
 

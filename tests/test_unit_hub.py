@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +72,13 @@ def test_config_set_applies_atomically_and_is_kept(running_unit):
         unit.loaded.config.rules.loitering.threshold_s == 5.0
     )  # the unit object keeps what it started with
     assert unit.control.loaded.config.rules.loitering.threshold_s == 7.5
-    assert "threshold_s = 7.5" in (tmp_path / "site.toml").read_text()
+    # kept in the state directory (an installed unit may not write its --config file),
+    # the reply says where and what took effect
+    saved = reply["result"]["saved"]
+    assert saved == str(unit.data_dir / "config" / "site.toml")
+    assert "threshold_s = 7.5" in Path(saved).read_text(encoding="utf-8")
+    assert "threshold_s = 5.0" in (tmp_path / "site.toml").read_text()
+    assert reply["result"]["applied"] == ["rules"] and reply["result"]["restart_required"] == []
     bad = text.replace("threshold_s = 7.5", "threshold_s = -1")
     reply = hub.command("demo-unit", "config/set", {"text": bad})
     assert reply["ok"] is False and "threshold_s" in json.dumps(reply)

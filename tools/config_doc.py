@@ -76,8 +76,16 @@ def _fmt_default(v: Any) -> str:
     return f"`{v}`"
 
 
-def _section(name: str, model: dict, defs: dict, lines: list[str], nested: list) -> None:
+def _section(
+    name: str, model: dict, defs: dict, lines: list[str], nested: list, apply: str | None = None
+) -> None:
     lines.append(f"\n## `{name}`\n")
+    if apply == "live":
+        lines.append("*A hub `config/set` applies this section live.*\n")
+    elif apply == "restart":
+        lines.append(
+            "*A hub `config/set` stores this section; it takes effect at the next start.*\n"
+        )
     if model.get("description"):
         lines.append(model["description"].strip() + "\n")
     lines.append("| key | type | default | bounds | description |")
@@ -86,7 +94,7 @@ def _section(name: str, model: dict, defs: dict, lines: list[str], nested: list)
     for key, prop in model.get("properties", {}).items():
         target = _resolve(prop, defs)
         if target.get("type") == "object" and "properties" in target and prop.get("$ref"):
-            nested.append((f"{name}.{key}", target))
+            nested.append((f"{name}.{key}", target, None))
             lines.append(
                 f"| `{key}` | table | | | see [`{name}.{key}`](#{(name + '.' + key).replace('.', '')}) |"
             )
@@ -109,19 +117,20 @@ def render() -> str:
     queue: list = []
     for key, prop in schema["properties"].items():
         target = _resolve(prop, defs)
+        apply = prop.get("apply")
         if "items" in target and "$ref" in target["items"]:
-            queue.append((f"[[{key}]]", _resolve(target["items"], defs)))
+            queue.append((f"[[{key}]]", _resolve(target["items"], defs), apply))
         elif (
             isinstance(target.get("additionalProperties"), dict)
             and "$ref" in target["additionalProperties"]
         ):
-            queue.append((f"{key}.<name>", _resolve(target["additionalProperties"], defs)))
+            queue.append((f"{key}.<name>", _resolve(target["additionalProperties"], defs), apply))
         else:
-            queue.append((key, target))
+            queue.append((key, target, apply))
     while queue:
-        name, model = queue.pop(0)
+        name, model, apply = queue.pop(0)
         nested: list = []
-        _section(name, model, defs, lines, nested)
+        _section(name, model, defs, lines, nested, apply)
         queue[0:0] = nested
     return "\n".join(lines) + "\n"
 

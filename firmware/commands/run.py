@@ -12,7 +12,7 @@ from pathlib import Path
 
 from firmware.config import ConfigError, load
 from firmware.paths import MODELS_DIR
-from firmware.unit import RunOptions, apply_overrides, build_unit, fail
+from firmware.unit import RunOptions, apply_overrides, build_unit, fail, prefer_stored
 
 log = logging.getLogger(__name__)
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "demo" / "site.toml"
@@ -87,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
         models_dir=Path(args.models_dir),
         max_frames=args.max_frames,
     )
+    stored_note = None
     try:
         loaded = apply_overrides(loaded, opts)
+        loaded, stored_note = prefer_stored(loaded, opts)
         unit = build_unit(loaded, opts, status_out=None if args.quiet else sys.stdout)
     except ConfigError as e:
         return fail(f"config {e.source}: {'; '.join(e.problems)}")
@@ -96,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(e))
     except ImportError as e:
         return fail(f"a stage could not be loaded: {e}")
+    except Exception as e:  # noqa: BLE001 - any other build failure: one line, exit 2
+        log.debug("build failed", exc_info=True)
+        return fail(f"the unit could not be built: {type(e).__name__}: {e}")
+    if stored_note:
+        unit.notes.insert(0, stored_note)
 
     unit.loop.install_signal_handlers()
     cfg, stages, birth = loaded.config, unit.loop.s, unit.birth

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from firmware.config.base import config_hash, resolve_path
+
 if TYPE_CHECKING:
     from firmware.config.schema import VigilConfig
 
@@ -41,11 +43,17 @@ class LoadedConfig:
     text: str
 
     def resolve(self, p: str) -> Path:
-        """A path from the config, relative to the config file's folder."""
-        path = Path(p).expanduser()
-        if not path.is_absolute() and self.path is not None:
-            path = self.path.parent / path
-        return path
+        """A path from the config, relative to the config file's folder (``~`` expanded)."""
+        return resolve_path(p, self.base_dir)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The config file's folder: relative paths in the config start here."""
+        return self.path.parent if self.path is not None else None
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.text)
 
 
 def _loc(loc: tuple) -> str:

@@ -6,7 +6,7 @@ typo is an error, not a silently ignored setting. ``vigil config schema`` prints
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -18,9 +18,10 @@ from firmware.config.base import (
     check_in_image,
     check_polygon,
 )
+from firmware.config.checks import check_all
 from firmware.detect.config import DetectorConfig
 from firmware.deter.boards import BoardName
-from firmware.deter.config import DeterrenceConfig, DeterrentConfig, check_outputs
+from firmware.deter.config import DeterrenceConfig, DeterrentConfig
 from firmware.floor import FloorConfig
 from firmware.inputs.config import ContactInputConfig, TillConfig
 from firmware.link.config import LinkConfig
@@ -131,29 +132,41 @@ class StorageConfig(Section):
     )
 
 
+Apply = Literal["live", "restart"]
+
+
+def _section(apply: Apply, factory: Any) -> Any:
+    """A top-level section and how a hub ``config/set`` applies it: ``live`` sections are
+    rebuilt on the running unit, ``restart`` ones take effect at the next start."""
+    return Field(default_factory=factory, json_schema_extra={"apply": apply})
+
+
 class VigilConfig(Section):
     """The whole site config of one unit."""
 
-    site: SiteConfig = Field(default_factory=SiteConfig)
-    camera: CameraConfig = Field(default_factory=CameraConfig)
-    detector: DetectorConfig = Field(default_factory=DetectorConfig)
-    zones: list[ZoneConfig] = Field(default_factory=list)
-    lines: list[LineConfig] = Field(default_factory=list)
-    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
-    rules: RulesConfig = Field(default_factory=RulesConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    deterrents: dict[str, DeterrentConfig] = Field(default_factory=dict)
-    deterrence: DeterrenceConfig = Field(default_factory=DeterrenceConfig)
-    link: LinkConfig = Field(default_factory=LinkConfig)
-    storage: StorageConfig = Field(default_factory=StorageConfig)
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
-    recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    site: SiteConfig = _section("restart", SiteConfig)
+    camera: CameraConfig = _section("restart", CameraConfig)
+    detector: DetectorConfig = _section("restart", DetectorConfig)
+    zones: list[ZoneConfig] = _section("live", list)
+    lines: list[LineConfig] = _section("live", list)
+    tracker: TrackerConfig = _section("live", TrackerConfig)
+    rules: RulesConfig = _section("live", RulesConfig)
+    schedule: ScheduleConfig = _section("live", ScheduleConfig)
+    deterrents: dict[str, DeterrentConfig] = _section("live", dict)
+    deterrence: DeterrenceConfig = _section("live", DeterrenceConfig)
+    link: LinkConfig = _section("restart", LinkConfig)
+    storage: StorageConfig = _section("restart", StorageConfig)
+    privacy: PrivacyConfig = _section("live", PrivacyConfig)
+    recording: RecordingConfig = _section("restart", RecordingConfig)
     inputs: dict[str, ContactInputConfig] = Field(
         default_factory=dict,
         description="Store-system dry-contact inputs by name: EAS gate alarms, doors, fire exits, panic buttons (docs/inputs.md)",
+        json_schema_extra={"apply": "restart"},
     )
     till: TillConfig | None = Field(
-        None, description="A till journal (POS lines over serial or TCP), docs/inputs.md"
+        None,
+        description="A till journal (POS lines over serial or TCP), docs/inputs.md",
+        json_schema_extra={"apply": "restart"},
     )
 
     @model_validator(mode="after")
@@ -186,10 +199,18 @@ class VigilConfig(Section):
                 z = getattr(self.till, key)
                 if z not in zone_names:
                     raise ValueError(f"till.{key} names unknown zone {z!r}")
-        problems = check_outputs(self)
+        problems = check_all(self)
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
+
+
+def section_apply() -> dict[str, Apply]:
+    """Each top-level section's name -> 'live' or 'restart' (as declared above)."""
+    return {
+        name: f.json_schema_extra["apply"]  # type: ignore[index]
+        for name, f in VigilConfig.model_fields.items()
+    }
 
 
 def _area(pts: list[Point]) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import firmware.config  # noqa: F401  (first: the schema imports this package's config)
 from firmware.detect.config import DetectorConfig
 from firmware.detect.manifest import ModelError, ModelSpec, model_spec, read_manifest
 

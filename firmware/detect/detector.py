@@ -19,6 +19,7 @@ from firmware.detect.nanodet import NanoDetDecoder
 from firmware.detect.nms import nms
 from firmware.detect.runtime import LoadedModel, load_model, outputs, set_input
 from firmware.paths import MODELS_DIR
+from firmware.stages import DetectorTimings
 from firmware.types import PERSON, Detections
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Detector:
             spec.input_size, class_ids=tuple(cfg.classes), **spec.params.get("decoder_args", {})
         )
         self.pose = pose
-        self.last_timings: dict[str, float] = {"preprocess": 0.0, "inference": 0.0, "decode": 0.0}
+        self.last_timings: DetectorTimings = {"preprocess": 0.0, "inference": 0.0, "decode": 0.0}
         self.background: BackgroundModel | None = None
         if cfg.background:
             self.background = BackgroundModel(

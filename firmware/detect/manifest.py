@@ -76,14 +76,6 @@ def model_spec(name: str, models_dir: Path) -> ModelSpec:
     return specs[name]
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verified_bytes(path: Path, expected_sha256: str) -> bytes:
     """The file's content after checking it exists, matches its sha256 and looks like TFLite."""
     try:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import firmware.config  # noqa: F401  (the site config first: it imports this package's config)
-
 if TYPE_CHECKING:
     from firmware.deter.controller import DeterrentController
 

@@ -9,14 +9,11 @@ escalation policy of each rule (``[deterrence.escalation.<rule>]``).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from firmware.config.base import NonNegSeconds, PosSeconds, Section
-
-if TYPE_CHECKING:
-    from firmware.config.schema import VigilConfig
+from firmware.config.base import NonNegSeconds, PosSeconds, Section, TimeWindow, parse_window
 
 OutputKind = Literal["light", "strobe", "relay", "buzzer", "voice", "serial"]
 GPIO_KINDS = frozenset({"light", "strobe", "relay", "buzzer"})
@@ -179,11 +176,8 @@ class EscalationPolicy(Section):
         return stages
 
 
-_HHMM = r"([01]\d|2[0-3]):([0-5]\d)"
-
-
 class DeterrenceConfig(Section):
-    quiet_hours: list[str] = Field(
+    quiet_hours: list[TimeWindow] = Field(
         default_factory=list,
         description="Windows 'HH:MM-HH:MM' (site timezone; may cross midnight) when quiet_applies_to outputs stay off",
     )
@@ -201,16 +195,6 @@ class DeterrenceConfig(Section):
         description="Escalation policy per rule name ([deterrence.escalation.loitering]); overrides the rule's single deterrent",
     )
 
-    @field_validator("quiet_hours")
-    @classmethod
-    def _windows_ok(cls, windows: list[str]) -> list[str]:
-        for w in windows:
-            if not re.fullmatch(f"{_HHMM}-{_HHMM}", w.strip()):
-                raise ValueError(f"quiet hours {w!r} is not 'HH:MM-HH:MM' (24 h clock)")
-            if w.split("-")[0].strip() == w.split("-")[1].strip():
-                raise ValueError(f"quiet hours {w!r} start and end at the same time")
-        return windows
-
     @field_validator("mute_button")
     @classmethod
     def _button_pin(cls, pin: Pin | None) -> Pin | None:
@@ -221,11 +205,7 @@ class DeterrenceConfig(Section):
 
 def quiet_windows(windows: list[str]) -> list[tuple[int, int]]:
     """'HH:MM-HH:MM' strings -> (start, end) minutes of the day."""
-    out = []
-    for w in windows:
-        a, b = (p.strip() for p in w.split("-"))
-        out.append((int(a[:2]) * 60 + int(a[3:]), int(b[:2]) * 60 + int(b[3:])))
-    return out
+    return [parse_window(w) for w in windows]
 
 
 def in_windows(minute_of_day: int, windows: list[tuple[int, int]]) -> bool:
@@ -242,6 +222,7 @@ BOARD_TO_BCM = {
     21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
     36: 16, 37: 26, 38: 20, 40: 21,
 }  # fmt: skip
+HEADER_GPIO = frozenset(BOARD_TO_BCM.values())  # the BCM GPIOs that reach the 40-pin header
 
 
 def parse_pin(pin: Pin | None) -> int | None:
@@ -249,80 +230,11 @@ def parse_pin(pin: Pin | None) -> int | None:
     if pin is None or isinstance(pin, bool):
         return None
     if isinstance(pin, int):
-        return pin if 0 <= pin <= 27 else None
+        return pin if pin in HEADER_GPIO else None
     m = re.fullmatch(r"(GPIO|BCM|BOARD)?(\d{1,2})", pin.strip().upper())
     if not m:
         return None
     n = int(m.group(2))
     if m.group(1) == "BOARD":
         return BOARD_TO_BCM.get(n)
-    return n if 0 <= n <= 27 else None
-
-
-def check_outputs(cfg: VigilConfig) -> list[str]:
-    """Cross-checks of outputs, pins and policies against the board and the rules.
-
-    Returns problems as 'key: message' (empty when fine). Called from the site config's
-    validator so `vigil config check` reports them with their keys.
-    """
-    from firmware.deter.boards import BoardError, load_board
-
-    problems: list[str] = []
-    board = None
-    board_name = getattr(cfg.site, "board", None)
-    if board_name:
-        try:
-            board = load_board(board_name)
-        except BoardError as e:
-            problems.append(f"site.board: {e}")
-    used: dict[int, str] = {}
-
-    def claim(key: str, pin: Pin | None) -> None:
-        bcm = parse_pin(pin)
-        if bcm is None:
-            return
-        if board is not None:
-            why = board.reserved_reason(bcm)
-            if why:
-                problems.append(f"{key}: GPIO{bcm} is reserved on {board.title}: {why}")
-                return
-        if bcm in used:
-            problems.append(f"{key}: GPIO{bcm} is already used by {used[bcm]}")
-            return
-        used[bcm] = key
-
-    for name, d in cfg.deterrents.items():
-        claim(f"deterrents.{name}.pin", d.pin)
-        claim(f"deterrents.{name}.feedback_pin", d.feedback_pin)
-    for name, inp in getattr(cfg, "inputs", {}).items():
-        if parse_pin(inp.pin) is None:
-            problems.append(
-                f"inputs.{name}.pin: {inp.pin!r} is not a GPIO pin (17, 'GPIO17', 'BOARD11')"
-            )
-        claim(f"inputs.{name}.pin", inp.pin)
-    deterrence: DeterrenceConfig | None = getattr(cfg, "deterrence", None)
-    if deterrence is None:
-        return problems
-    claim("deterrence.mute_button", deterrence.mute_button)
-    rule_names = set(type(cfg.rules).model_fields)
-    for rule, policy in deterrence.escalation.items():
-        if rule not in rule_names:
-            problems.append(
-                f"deterrence.escalation.{rule}: no rule named {rule!r} (rules: {', '.join(sorted(rule_names))})"
-            )
-        for i, stage in enumerate(policy.stages):
-            for out in stage.outputs:
-                if out not in cfg.deterrents:
-                    problems.append(
-                        f"deterrence.escalation.{rule}.stages[{i}].outputs: unknown deterrent {out!r}"
-                    )
-    if deterrence.quiet_hours:
-        try:
-            from zoneinfo import ZoneInfo
-
-            ZoneInfo(cfg.site.timezone)
-        except Exception:
-            problems.append(
-                f"site.timezone: unknown time zone {cfg.site.timezone!r} (quiet hours need an IANA name such as Europe/Paris)"
-            )
-    return problems
+    return n if n in HEADER_GPIO else None

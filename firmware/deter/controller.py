@@ -22,6 +22,7 @@ from firmware.deter.config import (
     quiet_windows,
 )
 from firmware.deter.outputs import build_output, parse_pin
+from firmware.deter.selftest import pulse_and_read
 from firmware.deter.state import _Cause, _Escalation, _OutputState, make_record
 from firmware.events.records import Event, EventPhase, Severity
 
@@ -42,8 +43,12 @@ class DeterrentController:
         wall_clock: Callable[[], datetime] | None = None,
         base_dir: Path | None = None,
         backstop: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock``: the source clock (seconds) for commands that arrive between frames
+        (mute button, self-test); without one, the time of the last event or tick."""
         self.cfg = cfg
+        self._clock = clock
         self.policy_cfg = cfg.deterrence
         self._lock = threading.RLock()
         self._tz = cfg.site.timezone
@@ -76,15 +81,18 @@ class DeterrentController:
                 pin_factory=pin_factory,
             )
             self.button.when_pressed = lambda *_: self._button_pressed.set()
+        self._seen: set[str] = set()  # rule events that started (or were refused) an escalation
         self.cooling_until: dict[str, float] = {}
         self.escalations: dict[str, _Escalation] = {}
 
     # ----------------------------------------------------------------- public API
 
-    def on_event(self, event: Event, now: float) -> list[Event]:
-        """Start, follow or end the escalation of the rule behind a rule event."""
+    def on_event(self, event: Event, now: float | None = None) -> list[Event]:
+        """Start, follow or end the escalation of the rule behind a rule event (``now``:
+        the source time, by default the event's own)."""
         if event.type == "deterrent":
             return []
+        now = event.time if now is None else now
         with self._lock:
             self._frame = event.frame
             out = self._clock_check(now)
@@ -92,7 +100,10 @@ class DeterrentController:
             if policy is None:
                 return out
             esc = self.escalations.get(event.rule)
-            if event.phase in (EventPhase.START, EventPhase.INSTANT):
+            if self._starts(event, esc):
+                self._seen.add(event.event_id)
+                if len(self._seen) > 10000:
+                    self._seen.clear()
                 if esc is not None:
                     esc.events.add(event.event_id)
                 else:
@@ -183,7 +194,7 @@ class DeterrentController:
     def mute_from(self, minutes: float, source: str) -> bool:
         """Mute from another thread (hub, console); the records come out of the next ``tick``."""
         with self._lock:
-            now = self._last_now if self._last_now is not None else 0.0
+            now = self.now()
             self._pending += self.mute(minutes, now, source=source)
             return self.is_muted(now)
 
@@ -195,6 +206,12 @@ class DeterrentController:
                     f"no deterrent named {name!r} (have: {', '.join(self.outputs) or 'none'})"
                 )
             return self._switch_on(name, now, on_s, _Cause("test", "test"), test=True)
+
+    def now(self) -> float:
+        """The controller's clock: the source clock when given, else the last time seen."""
+        if self._clock is not None:
+            return self._clock()
+        return self._last_now if self._last_now is not None else 0.0
 
     def is_muted(self, now: float) -> bool:
         return now < self.muted_until
@@ -230,9 +247,13 @@ class DeterrentController:
 
     def self_test(self, name: str, pulse_s: float = 0.2) -> dict[str, Any]:
         """Pulse one output and read it back; {ok, detail, hint}. Recorded as deterrent events."""
-        from firmware.deter.selftest import pulse_and_read
-
-        return pulse_and_read(self, name, pulse_s)
+        with self._lock:
+            st = self.outputs[name]
+            if st.out is not None and st.on_since is None:
+                cause = _Cause("selftest", "self-test pulse")
+                rec = self._record("selftest", name, cause, self.now(), reason="self-test pulse")
+                self._pending.append(rec)
+            return pulse_and_read(name, st, pulse_s)
 
     def read_back(self, name: str) -> bool | None:
         st = self.outputs[name]
@@ -273,6 +294,20 @@ class DeterrentController:
             return datetime.now(ZoneInfo(self._tz))
         except Exception:
             return datetime.now().astimezone()
+
+    def _starts(self, event: Event, esc: _Escalation | None) -> bool:
+        """Whether this rule event starts (or joins) an escalation: at its start, or, for a
+        rule's own ``deterrent``, when it first reaches the rule's ``act_at`` stage."""
+        if event.event_id in self._seen or (esc is not None and event.event_id in esc.events):
+            return False
+        if event.phase not in (EventPhase.START, EventPhase.INSTANT, EventPhase.UPDATE):
+            return False
+        act_at = None
+        if event.rule not in self.policy_cfg.escalation:
+            act_at = getattr(getattr(self.cfg.rules, event.rule, None), "act_at", None)
+        if act_at is None:
+            return event.phase != EventPhase.UPDATE
+        return event.severity >= Severity[str(act_at).upper()]
 
     def _policy_for(self, rule: str) -> EscalationPolicy | None:
         """The rule's escalation policy, or a one-stage policy from ``rules.<rule>.deterrent``."""

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Protocol
 
+from firmware.config.base import resolve_path
 from firmware.deter.config import DeterrentConfig, parse_pin
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,7 @@ class VoiceOutput:
 
     def __init__(self, name: str, cfg: DeterrentConfig, pin_factory=None, base: Path | None = None):
         self.name, self.cfg = name, cfg
-        path = Path(cfg.audio_file or "").expanduser()
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        self.file = path
+        self.file = resolve_path(cfg.audio_file or "", base)
         self.enable = _Enable(cfg, pin_factory)
         self.proc: subprocess.Popen | None = None
 

@@ -3,45 +3,38 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from firmware.deter.config import DeterrentConfig
-from firmware.deter.state import _Cause
-
-if TYPE_CHECKING:
-    from firmware.deter.controller import DeterrentController
+from firmware.deter.state import _OutputState
 
 
-def pulse_and_read(ctrl: DeterrentController, name: str, pulse_s: float = 0.2) -> dict[str, Any]:
-    """{ok, detail, hint}; an output a rule is using right now is left alone."""
-    with ctrl._lock:
-        st = ctrl.outputs[name]
-        if st.out is None:
-            return {
-                "ok": False,
-                "detail": f"unavailable: {st.error}",
-                "hint": _unavailable_hint(st.cfg),
-            }
-        if st.on_since is not None:
-            return {"ok": True, "detail": "in use by a rule right now; not pulsed", "hint": ""}
-        cause = _Cause("selftest", "self-test pulse")
-        now = ctrl._last_now if ctrl._last_now is not None else 0.0
-        ctrl._pending.append(ctrl._record("selftest", name, cause, now, reason="self-test pulse"))
+def pulse_and_read(name: str, st: _OutputState, pulse_s: float = 0.2) -> dict[str, Any]:
+    """{ok, detail, hint} for one output (the controller holds its lock and records the
+    pulse); an output a rule is using right now is left alone."""
+    if st.out is None:
+        return {
+            "ok": False,
+            "detail": f"unavailable: {st.error}",
+            "hint": _unavailable_hint(st.cfg),
+        }
+    if st.on_since is not None:
+        return {"ok": True, "detail": "in use by a rule right now; not pulsed", "hint": ""}
+    try:
         try:
-            try:
-                st.out.on()
-                time.sleep(pulse_s)
-                seen_on = st.out.read_back()
-            finally:
-                st.out.off()
-            time.sleep(0.05)
-            seen_off = st.out.read_back()
-        except Exception as e:
-            return {
-                "ok": False,
-                "detail": f"switching failed: {e}",
-                "hint": _unavailable_hint(st.cfg),
-            }
+            st.out.on()
+            time.sleep(pulse_s)
+            seen_on = st.out.read_back()
+        finally:
+            st.out.off()
+        time.sleep(0.05)
+        seen_off = st.out.read_back()
+    except Exception as e:
+        return {
+            "ok": False,
+            "detail": f"switching failed: {e}",
+            "hint": _unavailable_hint(st.cfg),
+        }
     if seen_on is None:
         return {"ok": True, "detail": "pulsed; no read-back for this output", "hint": ""}
     if seen_on and not seen_off:

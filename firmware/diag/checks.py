@@ -158,9 +158,11 @@ def check_outputs(probe: UnitProbe, toggle: bool = True) -> list[dict[str, Any]]
     ctrl, own = probe.deterrents, False
     if ctrl is None:
         from firmware.deter import DeterrentController
+        from firmware.deter.pins import resolve_pin_factory
 
         try:
-            ctrl, own = DeterrentController(cfg, backstop=False), True
+            pins = probe.pin_factory if probe.pin_factory is not None else resolve_pin_factory()
+            ctrl, own = DeterrentController(cfg, pin_factory=pins, backstop=False), True
         except Exception as e:
             return [
                 _check(
@@ -282,16 +284,6 @@ def check_broker(probe: UnitProbe, timeout: float = 3.0) -> dict[str, Any]:
 
 # MQTT 3.1.1 CONNECT, clean session, keepalive 10 s, client id "vigil-selftest"
 _MQTT_CONNECT = bytes([0x10, 26, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 10, 0, 14]) + b"vigil-selftest"
-
-
-def check_deterrent_state(probe: UnitProbe) -> dict[str, Any]:
-    ctrl = probe.deterrents
-    if ctrl is None:
-        return _check("deterrents", True, "no controller in this process")
-    st = ctrl.state(ctrl._last_now or 0.0)
-    bad = {n: o["error"] for n, o in st["outputs"].items() if o["error"]}
-    detail = f"{len(st['outputs'])} output(s); muted {st['muted']}; quiet hours {st['quiet_hours']}"
-    return _check("deterrents", not bad, detail, f"unavailable: {bad}")
 
 
 def run_selftest(

@@ -91,7 +91,7 @@ class Diagnostics:
             **p.stats(),
         }
         if p.deterrents is not None:
-            out["deterrents"] = p.deterrents.state(p.deterrents._last_now or 0.0)
+            out["deterrents"] = p.deterrents.state(p.deterrents.now())
         link = p.link
         if link is not None:
             out["link"] = {
@@ -210,7 +210,7 @@ class Diagnostics:
     def cmd_outputs(self, args: dict, progress: Progress | None) -> dict[str, Any]:
         ctrl = self.probe.deterrents
         if ctrl is not None:
-            return ctrl.state(ctrl._last_now or 0.0)
+            return ctrl.state(ctrl.now())
         return {
             "outputs": {
                 n: {"kind": d.kind, "pin": d.pin, "on": None}

@@ -74,8 +74,12 @@ class UnitProbe:
         live: bool = True,
         clock: Callable[[], float] = time.monotonic,
         detector_factory: Callable[[], Any] | None = None,
+        pin_factory: Any = None,
     ) -> None:
+        """``pin_factory``: the gpiozero factory a standalone self-test opens outputs with
+        (None: firmware.deter.pins resolves the board's)."""
         self.cfg = cfg
+        self.pin_factory = pin_factory
         self.config_path = config_path
         self.deterrents = deterrents
         self.link = link
@@ -94,6 +98,11 @@ class UnitProbe:
         self.recent_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
         self.source: str | None = None
         self.logs = RingLogHandler()
+
+    def attach(self, cfg: VigilConfig, deterrents: Any) -> None:
+        """Point diagnostics at the stages of a newly applied config (hub config/set)."""
+        with self._lock:
+            self.cfg, self.deterrents = cfg, deterrents
 
     def install_log_handler(self, logger: logging.Logger | None = None) -> None:
         """Start keeping the unit's recent log lines (root logger by default)."""

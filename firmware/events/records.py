@@ -53,9 +53,12 @@ class Event:
     track_ids: list[int] = field(default_factory=list)
     explain: dict[str, Any] = field(default_factory=dict)
     incident_id: str | None = None
-    seq: int | None = None  # per-session sequence number, set by the publisher
+    # stamped once by the event bus (firmware/events/bus.py) before any consumer sees it
+    seq: int | None = None  # per-session sequence number
     unit: str | None = None
     site: str | None = None
+    session: int | None = None  # the unit's start count (docs/mqtt.md)
+    msg_id: str | None = None  # unique per record: the hub de-duplicates by it
 
     @classmethod
     def instant(cls, t: float, frame: int, **fields: Any) -> Event:
@@ -82,7 +85,7 @@ class Event:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
         d = dict(d)
-        for wire_only in ("v", "severity_name", "msg_id", "session"):  # added by to_dict / the link
+        for wire_only in ("v", "severity_name"):  # added by to_dict
             d.pop(wire_only, None)
         d["phase"] = EventPhase(d["phase"])
         d["severity"] = Severity(d["severity"])
@@ -90,11 +93,6 @@ class Event:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
-
-    def to_cbor(self) -> bytes:
-        import cbor2
-
-        return cbor2.dumps(self.to_dict())
 
 
 def _plain(v: Any) -> Any:

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TextIO
 
 from firmware.events.records import Event
-
-
-class EventSink(Protocol):
-    def emit(self, event: Event) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class JsonLinesSink:

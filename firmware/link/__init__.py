@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 # firmware.link.config needs firmware.config.base, whose package imports the schema, which
 # imports firmware.link.config: load the config package first so either import order works.
-import firmware.config  # noqa: F401,I001
 
 if TYPE_CHECKING:
     from firmware.link.client import Link

@@ -18,15 +18,17 @@ import sqlite3
 import ssl
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import cbor2
 import paho.mqtt.client as mqtt
 
+from firmware.config.base import resolve_path
+from firmware.events.bus import Stamper
 from firmware.events.records import Event
 from firmware.link import messages
+from firmware.link.commands import CommandProcessor
 from firmware.link.config import LinkConfig, parse_url
 from firmware.link.control import UnitControl
 from firmware.link.outbox import Outbox
@@ -80,10 +82,9 @@ class Link:
             cfg.outbox_sync_interval_s,
         )
         self.session = self.outbox.next_session()
+        self.stamper = Stamper(unit, site, self.session)  # for events not from the unit's bus
         self._birth = dict(birth)
         self.control = control
-        self._seq = 0
-        self._seq_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._clean_stop = True
@@ -104,11 +105,15 @@ class Link:
         self.state = "stopped"
         self._commands = None
         if control is not None:
-            from firmware.link.commands import CommandProcessor
-
-            self._commands = CommandProcessor(self, control)
+            self.attach_control(control)
         self._cmd_queue: queue.Queue = queue.Queue(maxsize=32)
         self._cmd_thread: threading.Thread | None = None
+
+    def attach_control(self, control: UnitControl) -> None:
+        """Take hub commands for ``control`` (before ``start``; the unit builds its control
+        after the link, whose session numbers the unit's events)."""
+        self.control = control
+        self._commands = CommandProcessor(self, control)
 
     # -- the frame loop's side ----------------------------------------------------------------
 
@@ -129,14 +134,10 @@ class Link:
             self._cmd_thread.start()
 
     def publish_event(self, event: Event) -> None:
-        """Stamp the event (seq, unit, site) and store it in the outbox; the link sends it."""
-        with self._seq_lock:
-            event.seq = self._seq
-            self._seq += 1
-        event.unit, event.site = self.unit, self.site
+        """Store the event in the outbox; the link sends it. Events from the unit's bus come
+        stamped; others (tools, tests) are stamped here, once, the same way."""
+        self.stamper.stamp(event)
         msg = event.to_dict()
-        msg["msg_id"] = uuid.uuid4().hex
-        msg["session"] = self.session
         try:
             dropped = self.outbox.put(msg["msg_id"], int(event.severity), cbor2.dumps(msg))
         except sqlite3.Error as e:  # disk full or broken: the frame loop must go on
@@ -212,9 +213,9 @@ class Link:
 
     # -- connection -------------------------------------------------------------------------
 
-    def _resolve(self, p: str) -> str:
-        path = Path(p).expanduser()
-        return str(path if path.is_absolute() else self._config_dir / path)
+    def resolve(self, p: str) -> str:
+        """A path from [link] (TLS material, the hub key), relative to the config's folder."""
+        return str(resolve_path(p, self._config_dir))
 
     def _new_client(self) -> _Connection:
         client = mqtt.Client(
@@ -233,9 +234,9 @@ class Link:
         if self.tls:
             c = self.cfg
             client.tls_set(
-                ca_certs=self._resolve(c.tls_ca) if c.tls_ca else None,
-                certfile=self._resolve(c.tls_cert) if c.tls_cert else None,
-                keyfile=self._resolve(c.tls_key) if c.tls_key else None,
+                ca_certs=self.resolve(c.tls_ca) if c.tls_ca else None,
+                certfile=self.resolve(c.tls_cert) if c.tls_cert else None,
+                keyfile=self.resolve(c.tls_key) if c.tls_key else None,
                 cert_reqs=ssl.CERT_REQUIRED,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
@@ -475,7 +476,7 @@ class Link:
             except Exception:  # the command path must never take the link down
                 log.exception("link: command handling failed")
 
-    def _send(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+    def send(self, topic: str, payload: bytes, retain: bool = False) -> bool:
         """Publish a reply/state on the current connection (QoS 1); False when offline."""
         conn = self._conn
         if conn is None or not conn.connected.is_set() or conn.lost.is_set():

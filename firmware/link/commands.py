@@ -8,22 +8,39 @@ broken payload costs one reply.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from firmware.config import ConfigError, parse_text
+from firmware.config.base import config_hash
 from firmware.link import messages
+from firmware.link.config import LinkConfig
 from firmware.link.control import UnitControl
+from firmware.link.outbox import Outbox
 from firmware.link.signing import MAX_COUNTER, load_public_key, loads_exact, verify
 
-if TYPE_CHECKING:
-    from firmware.link.client import Link
+
+class CommandLink(Protocol):
+    """What command handling needs of the hub link (firmware.link.client.Link)."""
+
+    cfg: LinkConfig
+    topics: messages.Topics
+    outbox: Outbox
+    site: str
+    unit: str
+    session: int
+
+    def resolve(self, p: str) -> str: ...
+
+    def send(self, topic: str, payload: bytes, retain: bool = False) -> bool: ...
+
+    def update_birth(self, **fields: Any) -> None: ...
+
 
 log = logging.getLogger("vigil.link.commands")
 
@@ -73,7 +90,9 @@ ARGS: dict[str, dict[str, tuple]] = {
 class CommandProcessor:
     """Checks and runs the commands that arrive for one unit."""
 
-    def __init__(self, link: Link, control: UnitControl, now: Callable[[], float] = time.time):
+    def __init__(
+        self, link: CommandLink, control: UnitControl, now: Callable[[], float] = time.time
+    ):
         self.link = link
         self.control = control
         self.cfg = link.cfg
@@ -84,7 +103,7 @@ class CommandProcessor:
         self.key_problem: str | None = None
         if self.cfg.hub_public_key:
             try:
-                self.key = load_public_key(link._resolve(self.cfg.hub_public_key))
+                self.key = load_public_key(link.resolve(self.cfg.hub_public_key))
             except (OSError, ValueError) as e:
                 self.key_problem = f"hub public key unusable: {e}"
                 log.error("link: %s; every command will be refused", self.key_problem)
@@ -256,7 +275,7 @@ class CommandProcessor:
         result = self.control.apply_config(text) or {}
         digest = config_hash(text)
         self.last_config_hash = digest
-        self.link._send(self.link.topics.config_state, self._state_payload(text), retain=True)
+        self.link.send(self.link.topics.config_state, self._state_payload(text), retain=True)
         self.link.update_birth(config_hash=digest)
         return {"config_hash": digest, **messages.plain(result)}
 
@@ -281,12 +300,8 @@ class CommandProcessor:
             reply["result"] = messages.plain(result)
         else:
             reply["error"] = error
-        self.link._send(self.link.topics.reply, messages.encode(reply))
+        self.link.send(self.link.topics.reply, messages.encode(reply))
         return reply
-
-
-def config_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def request_id_of(payload: bytes) -> str | None:

@@ -23,8 +23,10 @@ class UnitControl(Protocol):
     def apply_config(self, text: str) -> dict[str, Any]:
         """Apply a new site config (TOML text, already validated by the link with
         ``firmware.config.parse_text``) atomically: either all of it takes effect or, on any
-        failure, the previous config is restored and an exception says why. Returns facts
-        for the reply (for example which stages were restarted)."""
+        failure, the previous config is restored and an exception says why. Returns the
+        reply's facts as docs/mqtt.md's ``config-set-result`` spells them: ``applied`` and
+        ``restart_required`` (section names), ``saved`` (where the text was kept, or None)
+        and an optional ``note``."""
 
     def config_text(self) -> str:
         """The site config text in effect now (for the retained config/state)."""

@@ -1,6 +1,5 @@
 """Recording stage: encrypted incident clips and records, retention, legal hold, audit log."""
 
-import firmware.config  # noqa: F401  (first: the config schema imports this package's config)
 from firmware.recording.audit import AuditLog
 from firmware.recording.config import RecordingConfig
 from firmware.recording.crypto import (

@@ -29,7 +29,7 @@ from firmware.recording.clip import MemoryClipWriter
 from firmware.recording.config import RecordingConfig
 from firmware.recording.crypto import RecordingKeyError, encrypt, key_id, load_key
 from firmware.recording.store import IncidentStore
-from firmware.types import Tracks
+from firmware.types import Detections, Frame, Tracks
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,6 @@ class IncidentRecorder:
     def available(self) -> bool:
         return self._key is not None and not self._closed
 
-    @property
-    def open_incident(self) -> str | None:
-        return None if self._open is None else self._open.id
-
     # ---- frame loop side --------------------------------------------------------------
     def push(
         self, frame_index: int, timestamp: float, image: np.ndarray, tracks: Tracks | None = None
@@ -134,6 +130,17 @@ class IncidentRecorder:
         )
         if ok:
             self._buffer.append((frame_index, timestamp, jpeg.tobytes()))
+
+    @property
+    def open_incident(self) -> str | None:
+        """The incident being recorded now (escrow seals its originals under the same id)."""
+        return None if self._open is None else self._open.id
+
+    def push_frame(
+        self, frame: Frame, masked: np.ndarray, dets: Detections, tracks: Tracks
+    ) -> None:
+        """The loop's frame-sink call (firmware.stages.FrameSink)."""
+        self.push(frame.index, frame.timestamp, masked, tracks)
 
     def on_event(self, event: Event) -> str | None:
         """Attach an event to an incident; returns (and sets on the event) its incident id.

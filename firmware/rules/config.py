@@ -8,12 +8,17 @@ An unknown rule name under [rules] is an error (``extra="forbid"``).
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from firmware.config.base import NonNegSeconds, PosSeconds, Section
+from firmware.config.base import (
+    NonNegSeconds,
+    PosSeconds,
+    Section,
+    TimeOfDay,
+    parse_time_of_day,
+)
 
 Stage = Literal["notice", "warn", "alert"]
 HeightsPerSecond = Annotated[float, Field(gt=0, le=20)]
@@ -377,8 +382,10 @@ class ScheduleConfig(Section):
     after-hours intrusion watches the armed zones. Without hours the store counts as open
     and only a hub 'arm' command makes intrusion active."""
 
-    open_time: str | None = Field(None, description="Opening time, HH:MM; unset = no schedule")
-    close_time: str | None = Field(
+    open_time: TimeOfDay | None = Field(
+        None, description="Opening time, HH:MM; unset = no schedule"
+    )
+    close_time: TimeOfDay | None = Field(
         None, description="Closing time, HH:MM (earlier than open_time = open past midnight)"
     )
     open_days: list[str] = Field(
@@ -387,16 +394,6 @@ class ScheduleConfig(Section):
     always_closed: bool = Field(
         False, description="Treat the store as closed at all times (a stock room, a warehouse)"
     )
-
-    @field_validator("open_time", "close_time")
-    @classmethod
-    def _hhmm(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        m = re.fullmatch(r"(\d{1,2}):(\d{2})", v.strip())
-        if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
-            raise ValueError(f"{v!r} is not a time of day HH:MM (00:00 to 23:59)")
-        return v.strip()
 
     @field_validator("open_days")
     @classmethod
@@ -417,5 +414,4 @@ class ScheduleConfig(Section):
 
     @staticmethod
     def minutes(hhmm: str) -> int:
-        h, m = hhmm.split(":")
-        return int(h) * 60 + int(m)
+        return parse_time_of_day(hhmm)

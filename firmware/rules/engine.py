@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from firmware.config.schema import VigilConfig
-from firmware.events.records import Event, EventPhase, Severity
+from firmware.events.records import Event
 from firmware.inputs.records import InputRecord
-from firmware.rules.base import STAGES, FrameContext, Rule, RuleEnv
+from firmware.rules.base import FrameContext, Rule, RuleEnv
 from firmware.rules.memory import TrackMemory
 from firmware.rules.motion import MOTION_WINDOW_S
 from firmware.rules.situations import Situations
@@ -85,7 +85,6 @@ class RuleEngine:
         self.clock = _local_clock(cfg.site.timezone, wall_clock_start)
         self._build()
         self._last: tuple[float, int] | None = None
-        self._acted: set[str] = set()
 
     def _build(self, unit_armed: bool | None = None, zone_armed: np.ndarray | None = None) -> None:
         """Fresh per-stream state: track memory, zones, situations, rules."""
@@ -219,20 +218,3 @@ class RuleEngine:
             known = ", ".join(self.env.zones.names) or "none configured"
             raise ValueError(f"unknown zone {zone!r} (zones: {known})")
         self.env.zones.armed[idx] = bool(armed)
-
-    def deterrent_for(self, event: Event) -> str | None:
-        """The deterrent to switch for this event, once per situation: the rule's
-        ``deterrent`` when the event starts (or reaches the rule's ``act_at`` stage)."""
-        if event.phase not in (EventPhase.START, EventPhase.UPDATE, EventPhase.INSTANT):
-            return None
-        rcfg = getattr(self.cfg.rules, event.rule, None)
-        name = getattr(rcfg, "deterrent", None)
-        if name is None or event.event_id in self._acted:
-            return None
-        stage = STAGES.get(getattr(rcfg, "act_at", "notice"), Severity.NOTICE)
-        if event.severity < stage:
-            return None
-        self._acted.add(event.event_id)
-        if len(self._acted) > 10000:
-            self._acted.clear()
-        return name

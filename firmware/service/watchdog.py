@@ -85,10 +85,6 @@ class Watchdog:
         """One line shown by `systemctl status vigil`."""
         self.notify(f"STATUS={text}")
 
-    def extend_start(self, seconds: float) -> None:
-        """Ask for more start-up time (a slow model load)."""
-        self.notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}")
-
     def stopping(self) -> None:
         self.notify("STOPPING=1")
         if self._sock is not None:

@@ -5,7 +5,6 @@
 
 # firmware.config's package import loads the whole schema, which imports this package's
 # config module; loading it first keeps `import firmware.track` free of a circular import.
-import firmware.config  # noqa: F401  isort: skip
 from firmware.track.config import TrackerConfig
 from firmware.track.tracker import Tracker
 

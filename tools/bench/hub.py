@@ -112,6 +112,7 @@ class _Server:
         import uvicorn
 
         from tools.hub.serve import auth
+        from tools.hub.serve.api import build_app
         from tools.hub.serve.config import ServeConfig
         from tools.hub.serve.service import Hub
 
@@ -121,7 +122,7 @@ class _Server:
         if not auth.list_users(self.hub.db):
             auth.add_user(self.hub.db, "bench", "admin", "bench-password-1")
         self.server = uvicorn.Server(
-            uvicorn.Config(self.hub.app(), host="127.0.0.1", port=self.port, log_level="error")
+            uvicorn.Config(build_app(self.hub), host="127.0.0.1", port=self.port, log_level="error")
         )
         self.hub.start()
         self.thread = threading.Thread(target=self.server.run, daemon=True)

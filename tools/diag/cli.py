@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tools.diag import render
-from tools.diag.transport import CommandFailed, Unreachable, open_transport
+from tools.diag.mqtt import MqttTransport
+from tools.diag.transport import CommandFailed, SerialTransport, Transport, Unreachable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -158,6 +159,15 @@ def _json_default(v: Any) -> Any:
     if isinstance(v, bytes):
         return f"<{len(v)} bytes>"
     return repr(v)
+
+
+def open_transport(args: argparse.Namespace) -> Transport:
+    """The serial console when --serial is given, else the hub link over MQTT."""
+    if getattr(args, "serial", None):
+        return SerialTransport(args.serial, args.baud)
+    return MqttTransport(
+        args.mqtt, site=args.site, unit=args.unit, key=args.key, timeout=args.timeout
+    )
 
 
 if __name__ == "__main__":

@@ -126,13 +126,3 @@ class SerialTransport:
 
     def close(self) -> None:
         self.port.close()
-
-
-def open_transport(args: Any) -> Transport:
-    if getattr(args, "serial", None):
-        return SerialTransport(args.serial, args.baud)
-    from tools.diag.mqtt import MqttTransport
-
-    return MqttTransport(
-        args.mqtt, site=args.site, unit=args.unit, key=args.key, timeout=args.timeout
-    )

@@ -30,6 +30,9 @@ KIND_RULES = {
     "store/events": "event",  # the hub's own, under the reserved unit level "store"
 }
 
+# command -> CDDL rule of its reply's result (the others are `any`)
+RESULT_RULES = {"config/set": "config-set-result"}
+
 
 def cddl_text(path: Path = CONTRACT) -> str:
     """Every ```cddl block of the contract, joined."""
@@ -101,7 +104,17 @@ class Validator:
         problems = self.validate_rule(rule, payload)
         if kind == "config/set" and not problems:
             problems = self._check_body("config-set", payload)
+        if kind == "reply" and not problems:
+            problems = self._check_result(payload)
         return problems
+
+    def _check_result(self, payload: bytes) -> list[str]:
+        """A reply's result, for the commands whose result the contract spells out."""
+        reply = cbor2.loads(payload)
+        rule = RESULT_RULES.get(reply.get("cmd"))
+        if rule is None or not reply.get("ok"):
+            return []
+        return self.validate_rule(rule, cbor2.dumps(reply.get("result")))
 
     def _check_body(self, name: str, payload: bytes) -> list[str]:
         body = cbor2.loads(cbor2.loads(payload)["body"])

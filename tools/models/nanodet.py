@@ -11,7 +11,9 @@ scores (already sigmoid) ``cls_sNN`` (1, cells, 80) and the box distributions ``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,11 +114,12 @@ def convert(
     calib_files: list[Path],
     out_int8: Path,
     out_float: Path | None = None,
-    finetune_data: Path | None = None,
+    finetune: Callable[[Any], dict] | None = None,
     size: tuple[int, int] = (INPUT, INPUT),
 ) -> dict:
     """Convert NanoDet to a full-int8 .tflite (and optionally float32) for a ``size``
-    (width, height) input; returns build facts."""
+    (width, height) input; returns build facts. ``finetune`` edits the graph first (the
+    experimental re-fit, tools/models/finetune.py) and returns its facts."""
     import tensorflow as tf
 
     from tools.models.calib import full_int8, resized_bgr
@@ -126,12 +129,10 @@ def convert(
     width, height = size
     set_input_size(graph_def, width, height)
     facts: dict = {}
-    if finetune_data is not None:
+    if finetune is not None:
         if size != (INPUT, INPUT):
             raise ValueError("the experimental fine-tuning is written for the 416x416 input only")
-        from tools.models import finetune
-
-        facts["finetune"] = finetune.apply(graph_def, finetune_data)
+        facts["finetune"] = finetune(graph_def)
     calib = list(resized_bgr(calib_files, width, height))
     pad_value = finite_maxpool_padding(graph_def, calib[:32])
     module = build_module(graph_def, width, height)

@@ -7,7 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from tools.hub.serve.config import DEFAULT_DB, DEFAULT_LISTEN
+from tools.hub.serve.config import DEFAULT_DB, DEFAULT_LISTEN, ServeConfig
+
+log = logging.getLogger("vigil-hub")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +69,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from tools.hub.serve import config, service
+    from tools.hub.serve import config
     from tools.hub.serve.db import DBError
 
     logging.basicConfig(
@@ -87,7 +89,7 @@ def serve(args: argparse.Namespace) -> int:
         if path is not None and not path.is_file():
             raise ValueError(f"{what} {path}: no such file")
     try:
-        return service.run(cfg, validate=not args.no_validate)
+        return run_service(cfg, validate=not args.no_validate)
     except DBError as e:
         raise ValueError(str(e)) from None
 
@@ -117,4 +119,40 @@ def user(args: argparse.Namespace) -> int:
         raise ValueError(str(e)) from None
     finally:
         db.close()
+    return 0
+
+
+def run_service(cfg: ServeConfig, *, validate: bool = True) -> int:
+    """Serve until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from tools.hub.serve.api import build_app
+    from tools.hub.serve.auth import list_users
+    from tools.hub.serve.service import Hub
+
+    hub = Hub(cfg, validate=validate)
+    if not list_users(hub.db):
+        log.warning(
+            "no accounts in %s yet: add one with  vigil-hub user add NAME --role admin "
+            "--password-file FILE --db %s", cfg.db, cfg.db,
+        )  # fmt: skip
+    host, port = cfg.host_port
+    scheme = "https" if cfg.tls else "http"
+    log.info(
+        "console on %s://%s:%d/ (database %s, broker %s)", scheme, host, port, cfg.db, cfg.mqtt
+    )
+    hub.start()
+    try:
+        uvicorn.run(
+            build_app(hub),
+            host=host,
+            port=port,
+            ssl_certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
+            ssl_keyfile=str(cfg.tls_key) if cfg.tls_key else None,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+    finally:
+        hub.stop()
     return 0

@@ -6,10 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 from tools.hub.serve import alerts, cases
-from tools.hub.serve.auth import RateLimit, list_users
+from tools.hub.serve.auth import RateLimit
 from tools.hub.serve.config import ServeConfig
 from tools.hub.serve.db import HubDB
 from tools.hub.serve.ingest import Ingest, Store
@@ -115,40 +114,3 @@ class Hub:
         if self.webhook is not None:
             self.webhook.stop()
         self.db.close()
-
-    def app(self) -> Any:
-        from tools.hub.serve.api import build_app
-
-        return build_app(self)
-
-
-def run(cfg: ServeConfig, *, validate: bool = True) -> int:
-    """Serve until SIGINT/SIGTERM."""
-    import uvicorn
-
-    hub = Hub(cfg, validate=validate)
-    if not list_users(hub.db):
-        log.warning(
-            "no accounts in %s yet: add one with  vigil-hub user add NAME --role admin "
-            "--password-file FILE --db %s", cfg.db, cfg.db,
-        )  # fmt: skip
-    host, port = cfg.host_port
-    scheme = "https" if cfg.tls else "http"
-    log.info(
-        "console on %s://%s:%d/ (database %s, broker %s)", scheme, host, port, cfg.db, cfg.mqtt
-    )
-    hub.start()
-    try:
-        uvicorn.run(
-            hub.app(),
-            host=host,
-            port=port,
-            ssl_certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
-            ssl_keyfile=str(cfg.tls_key) if cfg.tls_key else None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
-    finally:
-        hub.stop()
-    return 0
