@@ -177,7 +177,12 @@ class FrameLoop:
             stage_ms = {k: v - self._prev_totals.get(k, 0.0) for k, v in totals.items()}
             self._prev_totals = dict(totals)
             s.probe.frame(
-                frame, all_dets, self.tracks, stage_ms, inference_ok=not self.inference_failing
+                frame,
+                all_dets,
+                self.tracks,
+                stage_ms,
+                inference_ok=not self.inference_failing,
+                stored=masked,
             )
         m.frame_done()
         m.dropped = s.reader.dropped
@@ -225,7 +230,7 @@ class FrameLoop:
 
     def _masked(self, frame: Frame, dets: Detections | None) -> np.ndarray | None:
         s = self.s
-        if s.anonymiser is None or (s.recorder is None and s.preview is None):
+        if s.anonymiser is None or (s.recorder is None and s.preview is None and s.probe is None):
             return None
         ok = not self.inference_failing and frame.index - self._last_inference_frame <= max(
             STALE_INFERENCE_FRAMES, s.every_nth_frame
