@@ -92,6 +92,10 @@ class FrameLoop:
         """Run ``fn`` on the loop's thread before the next frame (hub commands)."""
         self._commands.put(fn)
 
+    def report(self, code: str, detail: str, severity: Severity = Severity.ALERT) -> None:
+        """Queue a health event (emitted on the loop's thread before the next frame)."""
+        self.submit(lambda: self._health(code, detail, severity))
+
     def stop(self, reason: str = "stopped") -> None:
         self._stop_reason = reason
         self._stop.set()

@@ -102,8 +102,9 @@ def apply_overrides(loaded: LoadedConfig, opts: RunOptions) -> LoadedConfig:
     return LoadedConfig(cfg, loaded.path, loaded.text)
 
 
-def data_dir(loaded: LoadedConfig) -> Path:
-    """The unit's data folder, created if needed; a clear error when it cannot be."""
+def data_dir(loaded: LoadedConfig) -> tuple[Path, str | None]:
+    """The unit's data folder, created if needed, and what is wrong with it (None: writable).
+    Never raises: a unit with a full or broken data folder still detects, deters and reports."""
     d = (
         loaded.resolve(loaded.config.storage.data_dir)
         if loaded.path
@@ -113,13 +114,15 @@ def data_dir(loaded: LoadedConfig) -> Path:
     try:
         d.mkdir(parents=True, exist_ok=True)
         probe = d / ".write-test"
-        probe.write_bytes(b"")
+        probe.write_bytes(b"\0" * 4096)
         probe.unlink()
     except OSError as e:
-        raise OSError(
-            f"storage.data_dir {d}: not writable ({e.strerror}); set it in the config or use --data-dir"
-        ) from None
-    return d
+        from firmware.link.outbox import storage_problem
+
+        problem = storage_problem(d / "x") if d.is_dir() else "storage_failed"
+        log.error("storage.data_dir %s: not writable (%s)", d, e.strerror)
+        return d, f"{problem}: storage.data_dir {d} is not writable ({e.strerror})"
+    return d, None
 
 
 def pin_factory_for(opts: RunOptions):
@@ -152,7 +155,7 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
     from firmware.track import Tracker
 
     cfg = loaded.config
-    ddir = data_dir(loaded)
+    ddir, storage = data_dir(loaded)
     if opts.source:
         source_spec = opts.source
     elif cfg.camera.source in ("picamera2", "camera"):
@@ -257,6 +260,11 @@ def build_unit(loaded: LoadedConfig, opts: RunOptions, status_out: TextIO | None
         unit.control.link = unit.link
         stages.link = unit.link
         stages.probe.link = unit.link
+        if unit.link.outbox.problem:
+            storage = f"{unit.link.outbox.problem}: {unit.link.outbox.detail}"
+    if storage:
+        unit.notes.append(storage)
+        loop.report(storage.split(":", 1)[0], storage)
     return unit
 
 
