@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 
 from firmware.cli import main as vigil
-from firmware.recording import IncidentError, IncidentStore
+from firmware.recording import IncidentError, IncidentStore, generate_key_file, load_key
 from tests.support.smallfs import small_fs
-from tests.test_recording_store import add_incident, key  # noqa: F401 - fixture
+from tests.test_recording_store import add_incident
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> bytes:
+    generate_key_file(tmp_path / "rec.key")
+    return load_key(tmp_path / "rec.key")
+
 
 IDS = [f"20260102T00000{i}Z-i{i}" for i in range(4)]
 
@@ -34,7 +41,7 @@ def audit_verify(tmp_path: Path, capsys) -> tuple[int, str]:
     return rc, out.out + out.err
 
 
-def test_removing_the_last_entries_is_reported(tmp_path, key, capsys):  # noqa: F811
+def test_removing_the_last_entries_is_reported(tmp_path, key, capsys):
     store = store_with_log(tmp_path, key)
     lines = store.audit.path.read_text().splitlines(keepends=True)
     store.audit.path.write_text("".join(lines[:-2]))  # a clean cut: the chain itself is fine
@@ -42,21 +49,21 @@ def test_removing_the_last_entries_is_reported(tmp_path, key, capsys):  # noqa: 
     assert rc == 1 and "truncated: 3 entries, the head records 5" in said and "intact" not in said
 
 
-def test_emptying_the_log_is_reported(tmp_path, key, capsys):  # noqa: F811
+def test_emptying_the_log_is_reported(tmp_path, key, capsys):
     store = store_with_log(tmp_path, key)
     store.audit.path.write_text("")
     rc, said = audit_verify(tmp_path, capsys)
     assert rc == 1 and "log emptied: the head records 5 entries" in said
 
 
-def test_deleting_the_log_is_reported(tmp_path, key, capsys):  # noqa: F811
+def test_deleting_the_log_is_reported(tmp_path, key, capsys):
     store = store_with_log(tmp_path, key)
     store.audit.path.unlink()
     rc, said = audit_verify(tmp_path, capsys)
     assert rc == 1 and "log deleted" in said
 
 
-def test_deleting_log_and_head_is_reported_while_incidents_remain(tmp_path, key, capsys):  # noqa: F811
+def test_deleting_log_and_head_is_reported_while_incidents_remain(tmp_path, key, capsys):
     store = store_with_log(tmp_path, key)
     store.audit.path.unlink()
     store.audit.head_path.unlink()
@@ -64,7 +71,7 @@ def test_deleting_log_and_head_is_reported_while_incidents_remain(tmp_path, key,
     assert rc == 1 and "4 stored incident(s) have no 'record' entry" in said
 
 
-def test_cutting_the_log_and_removing_the_head_is_reported(tmp_path, key, capsys):  # noqa: F811
+def test_cutting_the_log_and_removing_the_head_is_reported(tmp_path, key, capsys):
     store = store_with_log(tmp_path, key)
     lines = store.audit.path.read_text().splitlines(keepends=True)
     store.audit.path.write_text("".join(lines[:-1]))
@@ -73,7 +80,7 @@ def test_cutting_the_log_and_removing_the_head_is_reported(tmp_path, key, capsys
     assert rc == 1 and "head audit.head missing" in said
 
 
-def test_export_refused_when_the_audit_log_cannot_be_written(tmp_path, key):  # noqa: F811
+def test_export_refused_when_the_audit_log_cannot_be_written(tmp_path, key):
     store = store_with_log(tmp_path, key)
     before = store.audit.path.read_bytes()
     data = tmp_path / "data"
@@ -97,7 +104,7 @@ def test_export_refused_when_the_audit_log_cannot_be_written(tmp_path, key):  # 
     assert store.audit.path.read_bytes() == before  # no entry for what did not happen
 
 
-def test_export_to_a_destination_that_fills_up_leaves_nothing(tmp_path, key):  # noqa: F811
+def test_export_to_a_destination_that_fills_up_leaves_nothing(tmp_path, key):
     store = IncidentStore(tmp_path / "data")
     add_incident(store, key, IDS[0], time.time(), 200_000)  # a 200 KB clip
     with small_fs(tmp_path / "usb", size_kb=64) as usb:
