@@ -157,6 +157,10 @@ class FrameLoop:
         """Run ``fn`` on the loop's thread before the next frame (hub commands)."""
         self._commands.put(fn)
 
+    def report(self, code: str, detail: str, severity: Severity = Severity.ALERT) -> None:
+        """Queue a health event (emitted on the loop's thread before the next frame)."""
+        self.submit(lambda: self._health(code, detail, severity))
+
     def stop(self, reason: str = "stopped") -> None:
         self._stop_reason = reason
         self._stop.set()
@@ -252,7 +256,12 @@ class FrameLoop:
             stage_ms = {k: v - self._prev_totals.get(k, 0.0) for k, v in totals.items()}
             self._prev_totals = dict(totals)
             s.probe.frame(
-                frame, all_dets, self.tracks, stage_ms, inference_ok=not self.inference_failing
+                frame,
+                all_dets,
+                self.tracks,
+                stage_ms,
+                inference_ok=not self.inference_failing,
+                stored=masked,
             )
         m.frame_done()
         m.dropped = s.reader.dropped
@@ -298,7 +307,7 @@ class FrameLoop:
 
     def _masked(self, frame: Frame, dets: Detections | None) -> np.ndarray | None:
         s = self.s
-        if s.anonymiser is None or (s.recorder is None and s.preview is None):
+        if s.anonymiser is None or (s.recorder is None and s.preview is None and s.probe is None):
             return None
         ok = not self.inference_failing and frame.index - self._last_inference_frame <= max(
             STALE_INFERENCE_FRAMES, s.every_nth_frame

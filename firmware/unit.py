@@ -109,26 +109,34 @@ def apply_overrides(loaded: LoadedConfig, opts: RunOptions) -> LoadedConfig:
     return LoadedConfig(cfg, loaded.path, loaded.text)
 
 
-def data_dir(loaded: LoadedConfig) -> Path:
-    """The unit's data folder, created if needed; a clear error when it cannot be."""
-    d = loaded.resolve(loaded.config.storage.data_dir)
+def data_dir(loaded: LoadedConfig) -> tuple[Path, str | None]:
+    """The unit's data folder, created if needed, and what is wrong with it (None: writable).
+    Never raises: a unit with a full or broken data folder still detects, deters and reports."""
+    d = (
+        loaded.resolve(loaded.config.storage.data_dir)
+        if loaded.path
+        else Path(loaded.config.storage.data_dir)
+    )
+    d = d.expanduser()
     try:
         d.mkdir(parents=True, exist_ok=True)
         probe = d / ".write-test"
-        probe.write_bytes(b"")
+        probe.write_bytes(b"\0" * 4096)
         probe.unlink()
     except OSError as e:
-        raise OSError(
-            f"storage.data_dir {d}: not writable ({e.strerror}); set it in the config or use --data-dir"
-        ) from None
-    return d
+        from firmware.link.outbox import storage_problem
+
+        problem = storage_problem(d / "x") if d.is_dir() else "storage_failed"
+        log.error("storage.data_dir %s: not writable (%s)", d, e.strerror)
+        return d, f"{problem}: storage.data_dir {d} is not writable ({e.strerror})"
+    return d, None
 
 
 def prefer_stored(loaded: LoadedConfig, opts: RunOptions) -> tuple[LoadedConfig, str | None]:
     """The config the hub last set (kept in the state directory by a ``config/set``) in
     place of ``loaded``, with the same overrides; a note saying so, or why it was not used.
     Relative paths in it still start from the --config file's folder."""
-    stored = stored_config_path(data_dir(loaded))
+    stored = stored_config_path(data_dir(loaded)[0])
     if not stored.is_file():
         return loaded, None
     try:
@@ -158,7 +166,7 @@ def _build(
     from firmware.detect import load_detector
 
     cfg = loaded.config
-    ddir = data_dir(loaded)
+    ddir, storage = data_dir(loaded)
     if opts.source:
         source_spec = opts.source
     elif cfg.camera.source in ("picamera2", "camera"):
@@ -295,6 +303,11 @@ def _build(
         unit.control.link = link
         unit.link = stages.link = stages.probe.link = link
         stages.tracks_out = _tracks_publisher(link, cfg)
+        if link.outbox.problem:
+            storage = f"{link.outbox.problem}: {link.outbox.detail}"
+    if storage:
+        unit.notes.append(storage)
+        loop.report(storage.split(":", 1)[0], storage)
     return unit
 
 

@@ -194,6 +194,13 @@ def person_scene():
     return Frame(42, 4.2, img), dets, tracks
 
 
+def stored(cfg, frame, dets, tracks, ok: bool = True):
+    """The anonymised frame the loop's privacy stage makes of ``frame`` (what a probe keeps)."""
+    from firmware.privacy import Anonymiser
+
+    return Anonymiser(cfg.privacy).apply(frame.image, dets, tracks, inference_ok=ok)
+
+
 def test_snapshot_png_has_zones_and_tracks_drawn_and_people_masked(tmp_path, capsys):
     cfg = validate(
         {
@@ -211,7 +218,7 @@ def test_snapshot_png_has_zones_and_tracks_drawn_and_people_masked(tmp_path, cap
     probe = UnitProbe(cfg)
     frame, dets, tracks = person_scene()
     original = frame.image.copy()
-    probe.frame(frame, dets, tracks)
+    probe.frame(frame, dets, tracks, stored=stored(cfg, frame, dets, tracks))
     cable = NullModem()
     server = ConsoleServer(cable.a, Diagnostics(probe).handle).start()
     out = tmp_path / "aim.png"
@@ -241,7 +248,9 @@ def test_snapshot_is_blanked_without_an_inference_result(tmp_path):
     cfg = validate({"link": {"mqtt": ""}})
     probe = UnitProbe(cfg)
     frame, _, _ = person_scene()
-    probe.frame(frame, None, None, inference_ok=False)
+    probe.frame(
+        frame, None, None, inference_ok=False, stored=stored(cfg, frame, None, None, ok=False)
+    )
     img, info = render(cfg, probe.last_frame())
     assert np.abs(img[100:260, 300:360].astype(int) - frame.image[100:260, 300:360]).mean() > 60
     assert info["tracks"] == 0
@@ -299,7 +308,7 @@ def test_network_handler_never_serves_images(tmp_path):
     cfg = validate({"link": {"mqtt": ""}, "storage": {"data_dir": str(tmp_path)}})
     probe = UnitProbe(cfg)
     frame, dets, tracks = person_scene()
-    probe.frame(frame, dets, tracks)
+    probe.frame(frame, dets, tracks, stored=stored(cfg, frame, dets, tracks))
     diag = Diagnostics(probe)
     assert "png" in diag.handle("snapshot")
     with pytest.raises(DiagError, match="only served over the serial console"):

@@ -170,7 +170,7 @@ def _audit(store: IncidentStore, verify_only: bool) -> int:
     if not verify_only:
         for e in store.audit.entries():
             print(json.dumps(e, sort_keys=True))
-    problems = store.audit.verify()
+    problems = store.verify_audit()
     for p in problems:
         print(f"audit log {store.audit.path}: {p}", file=sys.stderr)
     if verify_only and not problems:

@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware.service import no_core_dumps
+
+    no_core_dumps()  # raw frames live in this process's memory
     config_path = args.config or DEMO_CONFIG
     try:
         loaded = load(config_path)

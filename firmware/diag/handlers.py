@@ -153,7 +153,7 @@ class Diagnostics:
         }
 
     def cmd_snapshot(self, args: dict, progress: Progress | None) -> dict[str, Any]:
-        from firmware.diag.snapshot import snapshot_png
+        from firmware.diag.snapshot import NoStoredFrame, snapshot_png
 
         last = self.probe.last_frame()
         if last is None:
@@ -165,7 +165,12 @@ class Diagnostics:
             raise DiagError("no frame to snapshot yet", hint)
         if progress is not None:
             progress(0, 1, "rendering")
-        png, info = snapshot_png(self.probe.cfg, last, int(args.get("max_width", 640)))
+        try:
+            png, info = snapshot_png(self.probe.cfg, last, int(args.get("max_width", 640)))
+        except NoStoredFrame as e:
+            raise DiagError(
+                str(e), "enable [recording] with a key so frames are anonymised"
+            ) from None
         return {"png": png, **info}
 
     def cmd_logs(self, args: dict, progress: Progress | None) -> dict[str, Any]:

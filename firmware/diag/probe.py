@@ -52,6 +52,10 @@ class RingLogHandler(logging.Handler):
 
 @dataclass
 class LastFrame:
+    """The loop's last frame. ``image`` is raw (only for in-process self-test and bench);
+    ``stored`` is the anonymised frame the loop produced for storage, the only image that
+    may leave the unit (None when the unit anonymises nothing)."""
+
     image: np.ndarray
     index: int
     timestamp: float
@@ -59,6 +63,7 @@ class LastFrame:
     tracks: Tracks | None
     inference_ok: bool
     scale_from: tuple[int, int] | None
+    stored: np.ndarray | None = None
 
 
 class UnitProbe:
@@ -121,8 +126,10 @@ class UnitProbe:
         *,
         inference_ok: bool = True,
         scale_from: tuple[int, int] | None = None,
+        stored: np.ndarray | None = None,
     ) -> None:
-        """Record one processed frame (keeps a reference, not a copy: the loop makes new arrays)."""
+        """Record one processed frame (keeps a reference, not a copy: the loop makes new arrays).
+        ``stored`` is the anonymised image the loop made of it (what snapshots show)."""
         now = self._clock()
         with self._lock:
             self.frames += 1
@@ -135,6 +142,7 @@ class UnitProbe:
                 tracks,
                 inference_ok,
                 scale_from,
+                stored,
             )
             if stage_ms:
                 for k, v in stage_ms.items():

@@ -1,5 +1,7 @@
 """An anonymised frame with zones, lines, detections and tracks drawn: for aiming the camera
-and drawing zones. People are masked before anything is drawn; the image never leaves unmasked.
+and drawing zones. The image is the frame the unit stored (the frame loop's own anonymiser
+output, with the masks tracks carry through missed detections), never a fresh anonymisation
+of the raw frame: a snapshot can show no more than a recorded clip.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ import numpy as np
 from firmware.config.schema import VigilConfig
 from firmware.diag.probe import LastFrame
 from firmware.preview import draw_tracks, draw_zones
-from firmware.privacy import Anonymiser
+
+
+class NoStoredFrame(ValueError):
+    """The loop produced no anonymised frame (the unit stores none): nothing may be shown."""
 
 
 def anonymise(cfg: VigilConfig, last: LastFrame) -> tuple[np.ndarray, str]:
-    """The frame with people masked by the privacy stage, exactly as the unit stores frames
-    (fail-closed: masked whole when the frame has no inference result)."""
-    anon = Anonymiser(cfg.privacy)
-    masked = anon.apply(
-        last.image, last.detections, last.tracks, last.inference_ok, last.scale_from
-    )
-    return masked, "privacy.Anonymiser"
+    """A copy of the anonymised frame the loop stored for this frame (never the raw one)."""
+    if last.stored is None:
+        raise NoStoredFrame(
+            "no anonymised frame: this unit stores no frames (recording off and no preview)"
+        )
+    return last.stored.copy(), "privacy.Anonymiser (the loop's stored frame)"
 
 
 def render(cfg: VigilConfig, last: LastFrame) -> tuple[np.ndarray, dict[str, Any]]:

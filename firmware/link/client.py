@@ -31,7 +31,7 @@ from firmware.link import messages
 from firmware.link.commands import CommandProcessor
 from firmware.link.config import LinkConfig, parse_url
 from firmware.link.control import UnitControl
-from firmware.link.outbox import Outbox
+from firmware.link.outbox import Outbox, storage_problem
 
 log = logging.getLogger("vigil.link")
 
@@ -93,6 +93,7 @@ class Link:
         self._alert: list[str] = []  # reasons from the unit (set_alert)
         self._outbox_full = False  # the link's own reasons: events were dropped...
         self._outbox_failed = False  # ... or could not be stored
+        self._write_problem = "storage_failed"  # disk_full when that was why
         self._status_dirty = False
         self._birth_dirty = False
         self._loop_metrics: dict[str, Any] = {}
@@ -143,6 +144,7 @@ class Link:
         except sqlite3.Error as e:  # disk full or broken: the frame loop must go on
             self.counters["outbox_write_failed"] += 1
             if not self._outbox_failed:
+                self._write_problem = storage_problem(self.outbox.path)
                 log.error("link: cannot store events in the outbox (%s); they are lost", e)
                 self._outbox_failed = True
                 self._status_dirty = True
@@ -396,6 +398,8 @@ class Link:
 
     def _reasons(self) -> list[str]:
         own = ["outbox_full"] * self._outbox_full + ["outbox_failed"] * self._outbox_failed
+        own += ["disk_full"] * (self._outbox_failed and self._write_problem == "disk_full")
+        own += [self.outbox.problem] if self.outbox.problem else []
         return sorted({*self._alert, *own})
 
     def _publish_status(self, client: mqtt.Client) -> None:

@@ -10,13 +10,21 @@ power cut loses at most that last interval and the frame loop never waits on the
 Bounded: when full, the oldest event of the lowest severity below ALERT is dropped and
 counted; alerts are never dropped (the outbox may then exceed its bound). The same file keeps
 the link's small persistent state (session number, command counter, drop counts).
+
+Never stops a unit from starting: a corrupt or truncated file is moved aside (kept as
+``link-outbox.sqlite.corrupt-<time>`` for inspection) and a fresh one made; where no file can
+be made (a full or read-only disk) the outbox lives in memory. ``problem`` then says which
+(``outbox_corrupt``, ``disk_full``, ``storage_failed``) for the unit's health event and alert.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from firmware.events.records import Severity
@@ -32,6 +40,37 @@ CREATE INDEX IF NOT EXISTS outbox_by_severity ON outbox (severity, rowid);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
+log = logging.getLogger(__name__)
+
+# Below this much free space a data folder counts as full (SQLite needs room for its WAL).
+FULL_BELOW_BYTES = 256 * 1024
+
+
+def storage_problem(path: Path) -> str:
+    """``disk_full`` when the folder holding ``path`` has (almost) no space left, else
+    ``storage_failed`` (read-only, broken): the alert reason for a failed write."""
+    try:
+        free = shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        return "storage_failed"
+    return "disk_full" if free < FULL_BELOW_BYTES else "storage_failed"
+
+
+def _connect(path: Path | str, sync: str) -> tuple[sqlite3.Connection, int]:
+    """An open, checked outbox database and its depth; raises sqlite3.DatabaseError."""
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"integrity check: {check}")
+        db.executescript(_SCHEMA)
+        return db, db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    except BaseException:
+        db.close()
+        raise
+
 
 class Outbox:
     """Thread-safe FIFO of encoded events in one SQLite file (``<data_dir>/link-outbox.sqlite``)."""
@@ -46,14 +85,13 @@ class Outbox:
         if sync not in ("full", "interval"):
             raise ValueError(f"outbox sync must be 'full' or 'interval', not {sync!r}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_events = max_events
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
-        self._depth = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self.problem: str | None = None  # why the outbox is not the healthy file it should be
+        self.detail = ""
+        self.moved_to: Path | None = None
+        self.in_memory = False
+        self._db, self._depth = self._open(sync)
         self._dirty = threading.Event()
         self._closing = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -64,6 +102,38 @@ class Outbox:
             )
             self._flusher.start()
 
+    def _open(self, sync: str) -> tuple[sqlite3.Connection, int]:
+        """The file if healthy; else a fresh file with the old one moved aside; else memory."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return _connect(self.path, sync)
+        except (sqlite3.DatabaseError, OSError) as e:
+            first = e
+        corrupt = self.path.exists() and isinstance(first, sqlite3.DatabaseError)
+        corrupt = corrupt and storage_problem(self.path) != "disk_full"
+        if corrupt:
+            self.moved_to = self.path.with_name(
+                f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+            )
+            try:
+                for suffix in ("-wal", "-shm", ""):
+                    old = Path(f"{self.path}{suffix}")
+                    if old.exists():
+                        old.rename(f"{self.moved_to}{suffix}")
+                self.problem = "outbox_corrupt"
+                self.detail = f"outbox {self.path} unreadable ({first}): moved to {self.moved_to}"
+                log.error("link: %s; starting a new one", self.detail)
+                return _connect(self.path, sync)
+            except (sqlite3.DatabaseError, OSError) as e:
+                first = e
+        self.problem = storage_problem(self.path)
+        self.detail = (
+            f"outbox {self.path} cannot be written ({first}): events are kept in memory only"
+        )
+        log.error("link: %s", self.detail)
+        self.in_memory = True
+        return _connect(":memory:", "interval")
+
     def _flush_loop(self) -> None:
         while not self._closing.is_set():
             self._dirty.wait()
@@ -73,6 +143,8 @@ class Outbox:
 
     def fsync(self) -> None:
         """Make every committed event durable (fsync of the WAL file, off the caller's path)."""
+        if self.in_memory:
+            return
         for suffix in ("-wal", ""):
             try:
                 fd = os.open(f"{self.path}{suffix}", os.O_RDONLY)

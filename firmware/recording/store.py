@@ -51,16 +51,30 @@ class IncidentInfo:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: never a half file."""
+def write_temp(path: Path, data: bytes) -> Path:
+    """Write ``data`` whole (fsynced) to a hidden temporary name next to ``path``; on any
+    failure (a destination that fills up) the temporary file is removed and OSError raised."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)  # may write less than asked when the disk fills
+            if n <= 0:
+                raise OSError(28, "No space left on device", str(path))
+            view = view[n:]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
-    os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: never a half file."""
+    os.replace(write_temp(path, data), path)
 
 
 class IncidentStore:
@@ -135,12 +149,39 @@ class IncidentStore:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         rec_path = out.with_name(out.stem + ".record.json")
-        write_atomic(out, clip)
-        write_atomic(rec_path, json.dumps(record, indent=1, sort_keys=True).encode())
-        self.audit.append(
-            "export", info.id, actor, reason=reason, to=str(out.resolve()), bytes=len(clip)
-        )
+        temps: list[Path] = []
+        try:
+            temps.append(write_temp(out, clip))
+            temps.append(
+                write_temp(rec_path, json.dumps(record, indent=1, sort_keys=True).encode())
+            )
+            try:
+                self.audit.append(
+                    "export", info.id, actor, reason=reason, to=str(out.resolve()), bytes=len(clip)
+                )
+            except OSError as e:
+                raise IncidentError(
+                    f"export refused: the audit log {self.audit.path} cannot be written "
+                    f"({e.strerror or e}); an export must be audited"
+                ) from None
+        except BaseException:
+            for t in temps:
+                t.unlink(missing_ok=True)
+            raise
+        os.replace(temps[0], out)
+        os.replace(temps[1], rec_path)
         return [out, rec_path]
+
+    def verify_audit(self) -> list[str]:
+        """Problems of the audit log: its chain, its head, and incidents it does not record."""
+        problems = self.audit.verify()
+        recorded = {e.get("incident") for e in self.audit.entries() if e.get("action") == "record"}
+        missing = [i.id for i in self.list() if i.id not in recorded]
+        if missing:
+            problems.append(
+                f"{len(missing)} stored incident(s) have no 'record' entry: {', '.join(missing[:5])}"
+            )
+        return problems
 
     def set_hold(self, incident_id: str, on: bool, actor: str, reason: str = "") -> IncidentInfo:
         """Set or release the legal hold (held incidents are never deleted by retention)."""
