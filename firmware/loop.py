@@ -244,6 +244,8 @@ class FrameLoop:
                         sink.push_frame(frame, masked, dets, self.tracks)
         with m.stage("publish"):
             self.emit(events)  # deterrent actions they cause come back through the bus
+            if s.recorder is not None:
+                self.emit(s.recorder.take_sealed())  # clips stored since: their sha256
         if s.escrow is not None and s.recorder is not None:
             with m.stage("privacy"):  # after the events: the incident they opened holds it
                 s.escrow.push(frame.index, frame.timestamp, frame.image, s.recorder.open_incident)
@@ -388,7 +390,10 @@ class FrameLoop:
             if s.deterrents is not None:
                 self.emit(s.deterrents.tick(now))
         finally:
-            for closer in (s.recorder, s.escrow, s.preview, s.deterrents, s.inputs):
+            if s.recorder is not None:
+                _quiet(s.recorder.close)  # waits until the last clip is stored
+                _quiet(lambda: self.emit(s.recorder.take_sealed()))
+            for closer in (s.escrow, s.preview, s.deterrents, s.inputs):
                 if closer is not None:
                     _quiet(closer.close)
             for sink in s.sinks:

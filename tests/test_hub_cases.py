@@ -102,7 +102,8 @@ def _incident(u: Units) -> list[Message]:
 
 def test_one_case_spans_two_units_and_two_inputs_and_closes_when_resolved(tmp_path):
     db, ingest = _pipeline(tmp_path)
-    ingest.process(_incident(Units()))
+    u = Units()
+    ingest.process(_incident(u))
     assert ingest.stats.invalid == 0
     con = db.read()
     listed = cases.list_cases(con)
@@ -112,6 +113,12 @@ def test_one_case_spans_two_units_and_two_inputs_and_closes_when_resolved(tmp_pa
     assert case["items"]["store_input"] == 2
     assert len(case["alerts"]) == 2 and case["state"] == "open"
     assert case["clips"] == [{"unit": "unit-b", "incident_id": "inc-b-1", "sha256": None}]
+    sealed = u.event("unit-b", 30.0, type="incident", rule="recording", phase=EventPhase.INSTANT,
+                     severity=Severity.INFO, incident_id="inc-b-1",
+                     explain={"sha256": "ab" * 32, "bytes": 1000})  # fmt: skip
+    ingest.process([sealed])  # the unit announces the stored clip's hash
+    clips = cases.summary(db.read(), case["id"])["clips"]
+    assert clips == [{"unit": "unit-b", "incident_id": "inc-b-1", "sha256": "ab" * 32}]
     for a in case["alerts"]:
         with db.write() as w:
             alerts.change(w, a["id"], "ack", "guard1", "on my way")

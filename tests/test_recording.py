@@ -262,3 +262,24 @@ def test_inference_failure_stores_fully_masked_frames(
     whole = [float((np.abs(f.astype(int) - FILL) < 24).all(axis=2).mean()) for f in frames]
     assert all(w > 0.97 for w in whole[20:32]), "failure and 2 recovery frames fully masked"
     assert all(w < 0.3 for w in whole[:20] + whole[32:]), "the rest only where the person is"
+
+
+def test_a_stored_clip_is_announced_with_its_sha256(
+    tmp_path: Path, key_file: Path, private_tmp: Path
+) -> None:
+    """The hub's cases reference clips by sha256: the recorder announces each stored clip
+    (an ``incident`` event) with the hash of the encrypted file as stored."""
+    import hashlib
+
+    data = tmp_path / "data"
+    ev = event(60)
+    rec = record_scene(
+        data, key_file, 120, {60: [ev], 70: [event(70, EventPhase.END, event_id=ev.event_id)]}
+    )
+    (sealed,) = rec.take_sealed()
+    iid = rec.recorded[0]
+    assert (sealed.type, sealed.incident_id) == ("incident", iid)
+    clip = next(p for p in data.rglob("clip.enc") if iid in str(p))
+    assert sealed.explain["sha256"] == hashlib.sha256(clip.read_bytes()).hexdigest()
+    assert sealed.explain["bytes"] == clip.stat().st_size
+    assert rec.take_sealed() == []  # announced once

@@ -10,6 +10,7 @@ Without a usable key nothing is recorded (never unencrypted) and ``error`` says 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -87,6 +88,7 @@ class IncidentRecorder:
         # at least the latest frame: the one whose event opens the incident
         self._buffer: deque[tuple[int, float, bytes]] = deque(maxlen=max(n_pre, 1))
         self._open: _Incident | None = None
+        self._sealed: queue.Queue[Event] = queue.Queue()  # stored clips to announce
         self._closed = False
         self._queue: queue.Queue[tuple[str, Any, Any]] = queue.Queue(
             maxsize=max(int(self.fps * 2), 10)
@@ -130,6 +132,16 @@ class IncidentRecorder:
         )
         if ok:
             self._buffer.append((frame_index, timestamp, jpeg.tobytes()))
+
+    def take_sealed(self) -> list[Event]:
+        """``incident`` events for the clips stored since the last call: the sha256 of each
+        encrypted clip, so the hub's cases can reference it (docs/cases.md)."""
+        out: list[Event] = []
+        while True:
+            try:
+                out.append(self._sealed.get_nowait())
+            except queue.Empty:
+                return out
 
     @property
     def open_incident(self) -> str | None:
@@ -268,5 +280,21 @@ class IncidentRecorder:
         del clip
         self.store.add(inc.id, clip_enc, record_enc, meta)
         self.recorded.append(inc.id)
+        self._sealed.put(
+            Event.instant(
+                inc.last_time,
+                inc.last_frame,
+                type="incident",
+                rule="recording",
+                severity=Severity.INFO,
+                incident_id=inc.id,
+                explain={
+                    "sha256": hashlib.sha256(clip_enc).hexdigest(),
+                    "bytes": len(clip_enc),
+                    "frames": inc.frames,
+                    "duration_s": round(inc.last_time - inc.start_time, 3),
+                },
+            )
+        )
         log.info("incident %s stored (%d frames)", inc.id, inc.frames)
         self.store.enforce_retention()
