@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from firmware.link.config import parse_url
+from tools.hub.forecast.refresher import RefresherConfig
 from tools.hub.homeassistant.config import HomeAssistantConfig
 
 DEFAULT_DB = "~/.local/share/vigil-hub/hub.sqlite"
@@ -70,6 +71,10 @@ class StoreConfig(_Strict):
     homeassistant: HomeAssistantConfig = Field(
         default_factory=HomeAssistantConfig,
         description="the Home Assistant bridge, with `vigil-hub serve --homeassistant` (docs/homeassistant.md)",
+    )
+    forecast: RefresherConfig | None = Field(
+        None,
+        description="nightly incident forecast per zone and hour (docs/forecast.md); off without this table",
     )
     webhook: WebhookConfig | None = Field(
         None, description="the store's incident system: case changes posted here (docs/cases.md)"

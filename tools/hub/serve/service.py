@@ -3,6 +3,7 @@ session and the web app, and runs them under uvicorn."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from pathlib import Path
@@ -82,6 +83,13 @@ class Hub:
         if self.fusion is not None:
             self.floor_sources.append(self.fusion.people)
         self.known_units = {u.unit for u in cfg.store.units}
+        self.forecast = None
+        if cfg.store.forecast is not None:
+            from tools.hub.forecast.refresher import ForecastRefresher
+            from tools.hub.forecast.store import SqliteForecastStore
+
+            store = SqliteForecastStore(self.db.path.with_suffix(".forecast.sqlite"))
+            self.forecast = ForecastRefresher(AlertIncidents(self.db), store, cfg.store.forecast)
 
     def start(self) -> Hub:
         self.ingest.start()
@@ -90,6 +98,8 @@ class Hub:
             self.webhook.start()
         if self.homeassistant is not None:
             self.homeassistant.start()
+        if self.forecast is not None:
+            self.forecast.start()
         if self.fusion is not None:
             self.fusion.start()
             threading.Thread(target=self._fusion_ticks, name="hub-fusion", daemon=True).start()
@@ -104,6 +114,8 @@ class Hub:
                 log.exception("fusion tick failed")
 
     def stop(self) -> None:
+        if self.forecast is not None:
+            self.forecast.stop()
         self._fusion_stop.set()
         if self.fusion is not None:
             self.fusion.stop()
@@ -114,3 +126,23 @@ class Hub:
         if self.webhook is not None:
             self.webhook.stop()
         self.db.close()
+
+
+class AlertIncidents:
+    """The forecaster's incidents: the hub's alerts (local opening time, zone)."""
+
+    def __init__(self, db: HubDB) -> None:
+        self.db = db
+
+    def incident_times(
+        self, since: dt.datetime, until: dt.datetime
+    ) -> list[tuple[dt.datetime, str]]:
+        rows = (
+            self.db.read()
+            .execute(
+                "SELECT opened_at, zone FROM alerts WHERE opened_at >= ? AND opened_at < ?",
+                (since.timestamp(), until.timestamp()),
+            )
+            .fetchall()
+        )
+        return [(dt.datetime.fromtimestamp(r[0]), r[1] or "store") for r in rows]
