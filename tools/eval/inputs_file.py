@@ -33,7 +33,6 @@ def read_inputs(path: Path, cfg: Any, base_dir: Path | None = None) -> list[Inpu
         raise InputsFileError(f"{path}: cannot read ({e})") from None
     parser: TillParser | None = None
     if cfg.till is not None:
-        secret = secrets.token_bytes(32)
         if cfg.till.secret_file:
             p = Path(cfg.till.secret_file).expanduser()
             p = p if p.is_absolute() or base_dir is None else base_dir / p
@@ -42,7 +41,7 @@ def read_inputs(path: Path, cfg: Any, base_dir: Path | None = None) -> list[Inpu
             except (OSError, ValueError) as e:
                 raise InputsFileError(f"till.secret_file: {e}") from None
         else:
-            pseud = Pseudonymiser(secret)
+            pseud = Pseudonymiser(secrets.token_bytes(32))
         parser = TillParser.for_config(cfg.till, pseud)
     out: list[InputRecord] = []
     for ln, text in enumerate(lines, 1):

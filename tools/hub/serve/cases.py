@@ -23,8 +23,9 @@ STORE_TYPES = frozenset({"store_input", "till"})
 MAX_TRACKS = 200  # track keys kept per case for matching
 
 
-def _track_keys(site_unit: str, b: dict) -> set[str]:
-    keys = {f"{site_unit}/{b.get('session')}/{t}" for t in b.get("track_ids") or []}
+def _track_keys(unit: str, b: dict) -> set[str]:
+    """Keys that identify the event's people: unit/session/local track, and store-wide ids."""
+    keys = {f"{unit}/{b.get('session')}/{t}" for t in b.get("track_ids") or []}
     for g in b.get("global_ids") or (b.get("explain") or {}).get("global_ids") or []:
         keys.add(f"g/{g}")
     return keys
