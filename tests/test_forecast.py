@@ -237,6 +237,22 @@ def test_bad_history_is_refused_with_the_row(tmp_path, content, message, capsys)
 
 
 @pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00\x81garbage\x00\n\x93", b'time,zone\n"2020-01-01T10:00,a\n'],
+    ids=["binary", "open quote"],
+)
+def test_unreadable_history_is_refused(tmp_path, content, capsys):
+    hist = tmp_path / "h.csv"
+    hist.write_bytes(content)
+    rc = eval_main(["forecast", "--history", str(hist), "--start", "2020-02-01",
+                    "--end", "2020-02-02", "--out", str(tmp_path / "f.csv")])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"{hist}: not a readable CSV" in err and "Traceback" not in err
+    assert not (tmp_path / "f.csv").exists()
+
+
+@pytest.mark.parametrize(
     "start, end, message",
     [
         ("2019-06-01", "2019-06-02", "--start 2019-06-01: the window begins before the history"),
