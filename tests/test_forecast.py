@@ -162,6 +162,22 @@ def test_holiday_factor_is_learnt():
     assert plain.explain().holidays == {}
 
 
+def test_annual_cycle_is_learnt_smoothly():
+    # Summer 1.4x, winter 0.6x (a cosine peaking mid-July) on top of the weekly profile.
+    rng = np.random.default_rng(4)
+    hours = np.arange(to_hour("2017-01-02"), to_hour("2021-01-04"))
+    season = 1 + 0.4 * np.cos(2 * np.pi * (calendar(hours)["doy"] - 196) / 365.25)
+    hs = np.repeat(hours, rng.poisson(rates(hours) * season))
+    h = History(hs, np.zeros(len(hs), np.int32), ("a",))
+    for k in (2, 0):  # the smooth default and the 11 month factors
+        model = Forecaster(ForecastConfig(annual_harmonics=k)).fit(h, to_hour("2021-01-04"))
+        months = model.explain().months
+        assert months[6] / months[0] > 1.8, (k, months)
+        f = model.predict(to_hour("2021-08-01"))
+        month = calendar(f.hours)["month"]
+        assert f.expected[0][month == 6].mean() > 1.8 * f.expected[0][month == 0].mean()
+
+
 def test_explanation_profile_and_level():
     h = synthetic("2019-01-07", "2021-01-04", {"a": 1.0})
     e = Forecaster().fit(h, to_hour("2021-01-04")).explain()
