@@ -349,10 +349,6 @@ def test_stlouis_2017_2018_hourly_rmse_beats_the_baselines_and_the_interval_cove
 
 
 @pytest.mark.data
-@pytest.mark.xfail(
-    reason="issue 20 open: daily RMSE 2.076 vs 2.073 for the mean of the last 52 weeks (0.1 % worse)",
-    strict=False,
-)
 def test_stlouis_2017_2018_daily_rmse_beats_the_baselines(stlouis_2017_2018):
     r = stlouis_2017_2018
     assert r["model"]["rmse_day"] < _best_baseline(r, "rmse_day"), r
