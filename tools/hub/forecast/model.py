@@ -42,7 +42,8 @@ _MONDAY_OFFSET = 3  # 1970-01-01 was a Thursday: (day + 3) % 7 == 0 on Mondays
 
 
 class ForecastConfig(BaseModel):
-    """The forecaster's settings; the defaults were chosen on St. Louis 2015-2016 (docs/forecast.md)."""
+    """The forecaster's settings; the defaults were chosen on St. Louis 2013-2014 and
+    2015-2016 (docs/forecast.md)."""
 
     model_config = ConfigDict(extra="forbid")
     window_weeks: int = Field(260, ge=4, le=2000, description="history used, at most (weeks)")
@@ -83,7 +84,7 @@ class ForecastConfig(BaseModel):
         2,
         ge=0,
         le=6,
-        description="0: 11 month-of-year factors; k: k sine/cosine pairs of the day of year "
+        description="0: 11 month-of-year factors; k: k sine/cosine pairs of the week of year "
         "(2k degrees of freedom, smooth)",
     )
     trend: bool = Field(False, description="damped log-linear trend of the weekly totals")
