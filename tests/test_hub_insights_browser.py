@@ -23,6 +23,7 @@ if not (CHROMIUM and DRIVER):
         "chromium and chromium-driver not installed (tools/setup.sh)", allow_module_level=True
     )
 
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -65,7 +66,10 @@ def browser():
 
 def test_peak_times_page_shows_the_grid_and_the_interval_chart(served, browser):
     url, stored = served
-    wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+    # A view redraws by replacing its elements: a lookup between the two is retried.
+    wait = WebDriverWait(
+        browser, 60, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    )
     browser.get(url + "/")
     browser.find_element(By.ID, "login-user").send_keys("anna")
     browser.find_element(By.ID, "login-password").send_keys(PASSWORD)
