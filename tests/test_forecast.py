@@ -162,6 +162,22 @@ def test_holiday_factor_is_learnt():
     assert plain.explain().holidays == {}
 
 
+def test_annual_cycle_is_learnt_smoothly():
+    # Summer 1.4x, winter 0.6x (a cosine peaking mid-July) on top of the weekly profile.
+    rng = np.random.default_rng(4)
+    hours = np.arange(to_hour("2017-01-02"), to_hour("2021-01-04"))
+    season = 1 + 0.4 * np.cos(2 * np.pi * (calendar(hours)["doy"] - 196) / 365.25)
+    hs = np.repeat(hours, rng.poisson(rates(hours) * season))
+    h = History(hs, np.zeros(len(hs), np.int32), ("a",))
+    for k in (2, 0):  # the smooth default and the 11 month factors
+        model = Forecaster(ForecastConfig(annual_harmonics=k)).fit(h, to_hour("2021-01-04"))
+        months = model.explain().months
+        assert months[6] / months[0] > 1.8, (k, months)
+        f = model.predict(to_hour("2021-08-01"))
+        month = calendar(f.hours)["month"]
+        assert f.expected[0][month == 6].mean() > 1.8 * f.expected[0][month == 0].mean()
+
+
 def test_explanation_profile_and_level():
     h = synthetic("2019-01-07", "2021-01-04", {"a": 1.0})
     e = Forecaster().fit(h, to_hour("2021-01-04")).explain()
@@ -233,6 +249,22 @@ def test_bad_history_is_refused_with_the_row(tmp_path, content, message, capsys)
                     "--end", "2020-02-02", "--out", str(tmp_path / "f.csv")])  # fmt: skip
     assert rc == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "f.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00\x81garbage\x00\n\x93", b'time,zone\n"2020-01-01T10:00,a\n'],
+    ids=["binary", "open quote"],
+)
+def test_unreadable_history_is_refused(tmp_path, content, capsys):
+    hist = tmp_path / "h.csv"
+    hist.write_bytes(content)
+    rc = eval_main(["forecast", "--history", str(hist), "--start", "2020-02-01",
+                    "--end", "2020-02-02", "--out", str(tmp_path / "f.csv")])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"{hist}: not a readable CSV" in err and "Traceback" not in err
     assert not (tmp_path / "f.csv").exists()
 
 
@@ -317,10 +349,6 @@ def test_stlouis_2017_2018_hourly_rmse_beats_the_baselines_and_the_interval_cove
 
 
 @pytest.mark.data
-@pytest.mark.xfail(
-    reason="issue 20 open: daily RMSE 2.076 vs 2.073 for the mean of the last 52 weeks (0.1 % worse)",
-    strict=False,
-)
 def test_stlouis_2017_2018_daily_rmse_beats_the_baselines(stlouis_2017_2018):
     r = stlouis_2017_2018
     assert r["model"]["rmse_day"] < _best_baseline(r, "rmse_day"), r

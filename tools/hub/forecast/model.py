@@ -3,7 +3,9 @@
     expected(zone, t) = level(zone) * share(zone) * pooled(t) * zone_shape(zone, t)
 
 * ``pooled(t)``: a Poisson GLM (statsmodels) on the all-zones series with hour-of-day,
-  day-of-week, hour-of-day x weekend, month-of-year and named-holiday terms, fitted on
+  day-of-week, hour-of-day x weekend, annual (two sine/cosine pairs of the week of the
+  year: a smooth year in 4 degrees of freedom, not 11 month factors) and named-holiday
+  terms, fitted on
   exponentially down-weighted history (half-life ``profile_half_life_weeks``). Counts are
   aggregated per cell with their weight as exposure, which gives the same estimates as the
   hourly fit, in milliseconds.
@@ -12,7 +14,8 @@
   mean shrunk towards the pooled value with ``zone_prior`` pseudo-incidents: a zone with little
   history follows the pool, a busy one its own pattern.
 * ``level``: recent incidents over what the profile expected (half-life
-  ``level_half_life_weeks``), shrunk the same way; optionally a damped log-linear trend.
+  ``level_half_life_weeks``), shrunk the same way; optionally blended with the level of the
+  last ``anchor_weeks`` and a damped log-linear trend (both off: no gain on validation).
 * The 80 % interval: negative-binomial quantiles with the over-dispersion seen in the
   last year's daily counts plus the level's own uncertainty (scipy.stats).
 
@@ -23,6 +26,7 @@ the fit instead of read as quiet days.
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 from dataclasses import dataclass
 
@@ -38,7 +42,8 @@ _MONDAY_OFFSET = 3  # 1970-01-01 was a Thursday: (day + 3) % 7 == 0 on Mondays
 
 
 class ForecastConfig(BaseModel):
-    """The forecaster's settings; the defaults were chosen on St. Louis 2015-2016 (docs/forecast.md)."""
+    """The forecaster's settings; the defaults were chosen on St. Louis 2013-2014 and
+    2015-2016 (docs/forecast.md)."""
 
     model_config = ConfigDict(extra="forbid")
     window_weeks: int = Field(260, ge=4, le=2000, description="history used, at most (weeks)")
@@ -54,13 +59,34 @@ class ForecastConfig(BaseModel):
     level_prior: float = Field(
         20.0, ge=0, description="pseudo-incidents pulling the recent level to the long-run one"
     )
+    anchor_weeks: int = Field(
+        52, ge=1, le=520, description="the steady level: flat weights over this many weeks"
+    )
+    anchor_weight: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of the steady level in each zone's level (the rest: the recent one)",
+    )
     share_prior: float = Field(1.0, gt=0, description="pseudo-incidents per zone for its share")
     holidays: str | None = Field(
         "US",
         description="country code for named holidays (python-holidays), each with a factor "
         "learnt from the history; None for none",
     )
-    annual: bool = Field(True, description="month-of-year factors (needs 2 years of history)")
+    holiday_neighbours: bool = Field(
+        False,
+        description="pooled factors for the eve of and the day after a holiday, and one for "
+        "holidays moved to another day (observed)",
+    )
+    annual: bool = Field(True, description="annual seasonality (needs 2 years of history)")
+    annual_harmonics: int = Field(
+        2,
+        ge=0,
+        le=6,
+        description="0: 11 month-of-year factors; k: k sine/cosine pairs of the week of year "
+        "(2k degrees of freedom, smooth)",
+    )
     trend: bool = Field(False, description="damped log-linear trend of the weekly totals")
     trend_damping: float = Field(0.98, gt=0, le=1, description="per-week damping of the trend")
     interval: float = Field(0.8, gt=0, lt=1, description="central interval probability")
@@ -95,16 +121,21 @@ class Explanation:
 
 
 def calendar(hours: np.ndarray) -> dict[str, np.ndarray]:
-    """Hour of day, day of week (Monday 0), hour of week, month (0-11) and day index per hour."""
+    """Hour of day, day of week (Monday 0), hour of week, month (0-11), day of year (0-365) and
+    day index per hour."""
     day = np.floor_divide(hours, 24)
     dow = (day + _MONDAY_OFFSET) % 7
     hod = hours % 24
-    months = np.asarray(day, dtype="datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12
-    return {"hod": hod, "dow": dow, "how": dow * 24 + hod, "month": months, "day": day}
+    d = np.asarray(day, dtype="datetime64[D]")
+    months = d.astype("datetime64[M]").astype(np.int64) % 12
+    doy = (d - d.astype("datetime64[Y]")).astype(np.int64)
+    return {"hod": hod, "dow": dow, "how": dow * 24 + hod, "month": months, "doy": doy, "day": day}
 
 
-def holiday_names(days: np.ndarray, country: str | None) -> np.ndarray:
-    """The holiday name of each day index ('' on ordinary days)."""
+def holiday_names(days: np.ndarray, country: str | None, neighbours: bool = False) -> np.ndarray:
+    """The holiday name of each day index ('' on ordinary days). With ``neighbours``, days
+    moved off the date ("(observed)") share one name, and the ordinary days just before and
+    after a holiday are "eve of a holiday" and "day after a holiday" (two pooled factors)."""
     out = np.full(len(days), "", dtype=object)
     if not country or len(days) == 0:
         return out
@@ -112,12 +143,20 @@ def holiday_names(days: np.ndarray, country: str | None) -> np.ndarray:
 
     first, last = np.asarray([days.min(), days.max()], dtype="datetime64[D]").astype(object)
     try:
-        cal = holidays.country_holidays(country, years=range(first.year, last.year + 1))
+        cal = holidays.country_holidays(country, years=range(first.year - 1, last.year + 2))
     except NotImplementedError:
         raise HistoryError(f"holidays: unknown country code {country!r}") from None
     dates = days.astype("datetime64[D]").astype(object)
+    one = dt.timedelta(days=1)
     for i, d in enumerate(dates):
         name = cal.get(d)
+        if name and neighbours and "(observed" in name.lower():
+            name = "observed holiday"
+        elif not name and neighbours:
+            if cal.get(d + one):
+                name = "eve of a holiday"
+            elif cal.get(d - one):
+                name = "day after a holiday"
         if name:
             out[i] = name
     return out
@@ -139,10 +178,10 @@ def _gap_days(daily: np.ndarray, p: float) -> np.ndarray:
 
 
 def _design(
-    cal: dict[str, np.ndarray], hol: np.ndarray, n_hol: int, annual: bool
+    cal: dict[str, np.ndarray], hol: np.ndarray, n_hol: int, annual: bool, harmonics: int = 0
 ) -> tuple[np.ndarray, dict[str, slice]]:
-    """GLM columns per cell: intercept, hod, dow, hod x weekend, month, holidays (dummies,
-    first level dropped), and where each term's columns are."""
+    """GLM columns per cell: intercept, hod, dow, hod x weekend, annual (month dummies or
+    day-of-year harmonics), holidays (dummies, first level dropped), and where each term is."""
     weekend = (cal["dow"] >= 5)[:, None]
     terms = {
         "const": np.ones((len(hol), 1)),
@@ -150,7 +189,12 @@ def _design(
         "dow": np.eye(7)[cal["dow"]][:, 1:],
         "hod_weekend": (np.eye(24)[cal["hod"]] * weekend)[:, 1:],
     }
-    if annual:
+    if annual and harmonics:
+        # at the middle of the week of the year (cells per week of year keep the fit small)
+        mid = (cal["doy"] // 7 * 7 + 3)[:, None] / 365.25
+        angle = 2 * np.pi * mid * np.arange(1, harmonics + 1)[None, :]
+        terms["annual"] = np.hstack([np.sin(angle), np.cos(angle)])
+    elif annual:
         terms["month"] = np.eye(12)[cal["month"]][:, 1:]
     if n_hol:
         terms["holiday"] = np.eye(n_hol + 1)[hol][:, 1:]
@@ -198,7 +242,7 @@ class Forecaster:
         w_l = 0.5 ** (age / cfg.level_half_life_weeks) * observed
         span_weeks = observed.sum() / HOURS_PER_WEEK
         self._annual = cfg.annual and span_weeks >= 104
-        names = holiday_names(np.unique(cal["day"]), cfg.holidays)
+        names = holiday_names(np.unique(cal["day"]), cfg.holidays, cfg.holiday_neighbours)
         seen = sorted({n for n in names if n})
         self._holiday_ids = {n: i + 1 for i, n in enumerate(seen)}
         hol = self._holiday_of(cal)
@@ -219,6 +263,14 @@ class Forecaster:
         obs_l, exp_l = (y * w_l).sum(1), (mu * w_l).sum(1)
         site = (obs_l.sum() + cfg.level_prior) / (exp_l.sum() + cfg.level_prior)
         self.level = (obs_l + cfg.level_prior * site) / (exp_l + cfg.level_prior)
+        if cfg.anchor_weight:  # blend with the steady level, shrunk the same way
+            steady = ((age <= cfg.anchor_weeks) & observed).astype(float)
+            obs_s, exp_s = (y * steady).sum(1), (mu * steady).sum(1)
+            site_s = (obs_s.sum() + cfg.level_prior) / (exp_s.sum() + cfg.level_prior)
+            level_s = (obs_s + cfg.level_prior * site_s) / (exp_s + cfg.level_prior)
+            lam = cfg.anchor_weight
+            self.level = (1 - lam) * self.level + lam * level_s
+            site = (1 - lam) * site + lam * site_s
         self.site_level = site
         self._level_n = obs_l + cfg.level_prior
         self.trend = self._fit_trend(y.sum(0), (mu * self.level[:, None]).sum(0), cal, w_p)
@@ -227,13 +279,16 @@ class Forecaster:
 
     def _holiday_of(self, cal: dict[str, np.ndarray]) -> np.ndarray:
         days = np.unique(cal["day"])
-        names = holiday_names(days, self.config.holidays)
+        names = holiday_names(days, self.config.holidays, self.config.holiday_neighbours)
         ids = np.array([self._holiday_ids.get(n, 0) for n in names], dtype=np.int64)
         return ids[np.searchsorted(days, cal["day"])]
 
     def _cells(self, cal: dict[str, np.ndarray], hol: np.ndarray) -> np.ndarray:
-        month = cal["month"] if self._annual else np.zeros_like(cal["month"])
-        return (hol * 12 + month) * HOURS_PER_WEEK + cal["how"]
+        """One GLM cell per (holiday, month or week of year, hour of week)."""
+        season = np.zeros_like(cal["month"])
+        if self._annual:
+            season = cal["doy"] // 7 if self.config.annual_harmonics else cal["month"]
+        return (hol * 366 + season) * HOURS_PER_WEEK + cal["how"]
 
     def _fit_pooled(self, y: np.ndarray, cal, hol: np.ndarray, w: np.ndarray) -> None:
         import statsmodels.api as sm
@@ -249,7 +304,7 @@ class Forecaster:
         counts = counts + 0.02 * mean_rate * exposure
         exposure = exposure * 1.02
         ccal = self._cell_calendar(uniq)
-        x, self._terms = _design(ccal, ccal["hol"], len(self._holiday_ids), self._annual)
+        x, self._terms = self._x(ccal)
         used = x.any(0)
         used[0] = True
         self._used = used
@@ -258,16 +313,22 @@ class Forecaster:
             glm = sm.GLM(counts, x[:, used], family=sm.families.Poisson(), exposure=exposure)
             self._beta = glm.fit().params
 
+    def _x(self, ccal: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, slice]]:
+        n_hol = len(self._holiday_ids)
+        return _design(ccal, ccal["hol"], n_hol, self._annual, self.config.annual_harmonics)
+
     def _cell_calendar(self, cells: np.ndarray) -> dict[str, np.ndarray]:
         how = cells % HOURS_PER_WEEK
         rest = cells // HOURS_PER_WEEK
-        return {"hod": how % 24, "dow": how // 24, "month": rest % 12, "hol": rest // 12}
+        season = rest % 366  # the month, or the week of the year with harmonics
+        return {"hod": how % 24, "dow": how // 24, "month": season % 12, "doy": season * 7,
+                "hol": rest // 366}  # fmt: skip
 
     def _pooled(self, cal, hol: np.ndarray) -> np.ndarray:
         cell = self._cells(cal, hol)
         uniq, inv = np.unique(cell, return_inverse=True)
         ccal = self._cell_calendar(uniq)
-        x = _design(ccal, ccal["hol"], len(self._holiday_ids), self._annual)[0][:, self._used]
+        x = self._x(ccal)[0][:, self._used]
         return np.exp(x @ self._beta)[inv]
 
     def _fit_trend(self, y, mu, cal, w) -> float:
@@ -341,6 +402,13 @@ class Forecaster:
         months = np.ones(12)
         if "month" in self._terms:
             months[1:] = np.exp(beta[self._terms["month"]])
+        elif "annual" in self._terms:  # the harmonics' mean factor over each month's days
+            doy = np.arange(365)
+            x = _design({"doy": doy, "hod": doy * 0, "dow": doy * 0, "month": doy * 0},
+                        doy * 0, 0, True, self.config.annual_harmonics)[0]  # fmt: skip
+            f = np.exp(x[:, self._terms["annual"]] @ beta[self._terms["annual"]])
+            m = (np.datetime64("2001-01-01") + doy).astype("datetime64[M]").astype(int) % 12
+            months = np.bincount(m, weights=f) / np.bincount(m)
         return Explanation(
             profile=profile,
             weekly_level=weekly,

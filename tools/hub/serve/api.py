@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from tools.hub.serve import alerts, auth, cases, views
+from tools.hub.serve import alerts, auth, cases, insights, views
 from tools.hub.serve.db import dumps, explain_error, loads
 
 if TYPE_CHECKING:
@@ -474,6 +474,7 @@ def build_app(hub: Hub) -> Any:
         Route("/api/users", get_users),
         Route("/api/users", post_users, methods=["POST"]),
         Route("/api/users/{name}", delete_user, methods=["DELETE"]),
+        *insights.routes(),  # peak times, floor heat, weekly summary (docs/forecast.md)
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
@@ -481,4 +482,5 @@ def build_app(hub: Hub) -> Any:
         exception_handlers={HTTPException: _http_error, sqlite3.Error: _db_error},
     )
     app.state.hub = hub
+    app.state.insights_who = _who
     return Limits(app, hub.cfg.max_request_bytes, hub.cfg.tls)
