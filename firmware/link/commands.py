@@ -172,7 +172,7 @@ class CommandProcessor:
         try:
             return self._screen(topic, name, payload)
         except Refused as r:
-            return self._refuse(r, request_id_of(payload), name, limited)
+            return self._refuse(r, payload, name, limited)
         except Exception as e:  # never raise to paho's thread
             self._count("failed")
             log.exception("link: checking command %s failed", name)
@@ -221,12 +221,21 @@ class CommandProcessor:
         self._count("ok")
         return self._reply(request_id, name, None, result)
 
-    def _refuse(self, r: Refused, rid: str | None, name: str, limited: bool) -> dict[str, Any]:
+    def _refuse(
+        self, r: Refused, rid: str | bytes | None, name: str, limited: bool
+    ) -> dict[str, Any]:
+        """Count, log (limited) and answer (limited) a refusal; ``rid`` may be the payload,
+        whose request id is only read when a reply is actually sent (a flood costs less)."""
         self._count(r.code)
         self._logs.log(
             logging.INFO, r.code, "link: refused command %s (%s): %s", name, r.code, r.message
         )
-        return self._reply(rid, name, _error(r), limited=limited)
+        if limited and not self._replies.take(r.code):
+            self._count("replies_suppressed")  # counted, not answered: a flood gets no echo
+            return {"id": None, "cmd": name, "ok": False, "error": _error(r)}
+        if isinstance(rid, bytes):
+            rid = request_id_of(rid)
+        return self._reply(rid, name, _error(r))
 
     # -- checks -----------------------------------------------------------------------------
 

@@ -64,6 +64,8 @@ class LogLimiter:
         self._lock = threading.Lock()
 
     def log(self, level: int, key: str, msg: str, *args: object) -> None:
+        if not self.logger.isEnabledFor(level):
+            return
         now = time.monotonic()
         summary = None
         with self._lock:

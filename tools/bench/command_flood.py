@@ -54,15 +54,20 @@ class Control:
         return {}
 
 
-def flood(url: str, rate: float, seconds: float) -> int:
-    """Publish unsigned commands at ``rate`` a second for ``seconds``; returns how many."""
+def flood(url: str, rate: float, seconds: float, forged: bool = False) -> int:
+    """Publish unsigned (or, with ``forged``, fresh and well-formed but wrongly signed)
+    commands at ``rate`` a second for ``seconds``; returns how many."""
     _tls, host, port = parse_url(url)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"flood-{uuid.uuid4().hex[:6]}")
     c.max_queued_messages_set(0)
     c.connect(host, port, 30)
     c.loop_start()
-    body = cbor2.dumps({"v": 1, "id": "flood", "ts": time.time(), "ctr": 1, "args": {}})
-    payload = cbor2.dumps({"v": 1, "body": body})  # no sig: refused as unsigned
+    ctr = time.time_ns() // 1000 + 10**9  # fresh, above the hub's: reaches the signature check
+    body = cbor2.dumps({"v": 1, "id": "flood", "ts": time.time(), "ctr": ctr, "args": {}})
+    outer = {"v": 1, "body": body}  # no sig: refused as unsigned by the cheap checks
+    if forged:
+        outer["sig"] = bytes(64)
+    payload = cbor2.dumps(outer)
     sent, start = 0, time.monotonic()
     while (now := time.monotonic() - start) < seconds:
         due = int(now * rate)
@@ -129,7 +134,34 @@ class _CountHandler(logging.Handler):
         self.n += 1
 
 
-def run(url: str, work: Path, rate: float, seconds: float, **link_cfg: Any) -> dict[str, Any]:
+def baseline(url: str, rate: float, seconds: float) -> float:
+    """Messages a second a bare paho subscriber (no-op on_message) takes from the same flood:
+    the most any Python MQTT client on this machine could answer for."""
+    _tls, host, port = parse_url(url)
+    got = [0]
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="baseline")
+    c.on_message = lambda *a: got.__setitem__(0, got[0] + 1)
+    c.connect(host, port, 30)
+    c.subscribe(TOPIC, 1)
+    c.loop_start()
+    time.sleep(0.5)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.bench.command_flood", "--flood-only", url]
+        + ["--rate", str(rate), "--seconds", str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(seconds)
+    n = got[0]
+    proc.communicate(timeout=seconds + 30)
+    c.disconnect()
+    c.loop_stop()
+    return n / seconds
+
+
+def run(
+    url: str, work: Path, rate: float, seconds: float, forged: bool = False, **link_cfg: Any
+) -> dict[str, Any]:
     """One flood against a fresh unit link; returns the figures (see the module doc)."""
     from firmware.events.records import Event, Severity
 
@@ -148,7 +180,8 @@ def run(url: str, work: Path, rate: float, seconds: float, **link_cfg: Any) -> d
     rss0 = rss_mb()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tools.bench.command_flood", "--flood-only", url]
-        + ["--rate", str(rate), "--seconds", str(seconds)],
+        + ["--rate", str(rate), "--seconds", str(seconds)]
+        + ["--forged"] * forged,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -181,7 +214,11 @@ def run(url: str, work: Path, rate: float, seconds: float, **link_cfg: Any) -> d
     return {
         "rate": rate,
         "seconds": seconds,
+        "kind": "forged" if forged else "unsigned",
         "flood_sent": flooded,
+        "unit_took_per_s": round(
+            sum(v for k, v in stats.items() if k != "replies_suppressed") / seconds
+        ),
         "signed_sent": len(probe.sent),
         "signed_answered": len(lat),
         "latency_p50_s": lat[len(lat) // 2] if lat else None,
@@ -203,18 +240,25 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=10000.0, help="unsigned commands a second")
     ap.add_argument("--seconds", type=float, default=20.0, help="flood length")
+    ap.add_argument(
+        "--forged", action="store_true", help="well-formed, fresh, wrongly signed commands"
+    )
+    ap.add_argument("--baseline", action="store_true", help="also a bare paho subscriber's intake")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--flood-only", metavar="URL", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.flood_only:
-        print(flood(a.flood_only, a.rate, a.seconds))
+        print(flood(a.flood_only, a.rate, a.seconds, a.forged))
         return 0
     from tools.bench.link import Broker
 
     broker = Broker()
     try:
         with tempfile.TemporaryDirectory(prefix="vigil-flood-") as d:
-            r = run(f"mqtt://127.0.0.1:{broker.port}", Path(d), a.rate, a.seconds)
+            url = f"mqtt://127.0.0.1:{broker.port}"
+            r = run(url, Path(d), a.rate, a.seconds, a.forged)
+            if a.baseline:
+                r["bare_paho_took_per_s"] = round(baseline(url, a.rate, a.seconds))
     finally:
         broker.close()
     if a.json:
