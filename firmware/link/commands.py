@@ -24,6 +24,7 @@ from firmware.config.base import config_hash
 from firmware.link import messages
 from firmware.link.config import LinkConfig
 from firmware.link.control import UnitControl
+from firmware.link.guard import keeps_the_link
 from firmware.link.limits import KeyedBuckets, LogLimiter
 from firmware.link.outbox import Outbox
 from firmware.link.signing import MAX_COUNTER, load_public_key, loads_exact, verify
@@ -382,45 +383,13 @@ class CommandProcessor:
                 f"site.site_id/unit_id must stay {site}/{unit} (got "
                 f"{new.site.site_id}/{new.site.unit_id}); re-provision the unit to rename it"
             )
-        self._keeps_the_link(new.link)
+        keeps_the_link(self.cfg, new.link, self.key, self.link.resolve)
         result = self.control.apply_config(text) or {}
         digest = config_hash(text)
         self.last_config_hash = digest
         self.link.send(self.link.topics.config_state, self._state_payload(text), retain=True)
         self.link.update_birth(config_hash=digest)
         return {"config_hash": digest, **messages.plain(result)}
-
-    def _keeps_the_link(self, new: LinkConfig) -> None:
-        """Refuse a config that would cut the hub off at the next start: no broker, another
-        broker, topic prefix or TLS files, no or another hub key. The hub cannot check that it
-        would reach the unit again, so these are changed on the unit (a provisioning step)."""
-        old = self.cfg
-        cut = []
-        if new.mqtt is None and old.mqtt is not None:
-            cut.append("mqtt would be empty (no broker: the unit would stop talking to the hub)")
-        elif new.mqtt != old.mqtt:
-            cut.append(f"mqtt would change from {old.mqtt!r} to {new.mqtt!r}")
-        for k in ("topic_prefix", "tls_ca", "tls_cert", "tls_key"):
-            if getattr(new, k) != getattr(old, k):
-                cut.append(f"{k} would change from {getattr(old, k)!r} to {getattr(new, k)!r}")
-        if not new.hub_public_key:
-            cut.append("hub_public_key would be unset (every later command refused)")
-        elif self.key is not None and new.hub_public_key != old.hub_public_key:
-            try:
-                same = _raw(load_public_key(self.link.resolve(new.hub_public_key))) == _raw(
-                    self.key
-                )
-            except (OSError, ValueError) as e:
-                cut.append(f"hub_public_key {new.hub_public_key!r} is unusable: {_short(e)}")
-            else:
-                if not same:
-                    cut.append(f"hub_public_key {new.hub_public_key!r} is another key")
-        if cut:
-            raise ValueError(
-                "config/set refused: it would cut the hub off at the next start ("
-                + "; ".join(cut)
-                + "); change [link] on the unit itself (vigil config, re-provisioning)"
-            )
 
     def _state_payload(self, text: str) -> bytes:
         return messages.encode({"time": self.now(), "config_hash": config_hash(text), "text": text})
@@ -453,12 +422,6 @@ class CommandProcessor:
             return reply
         self.link.send(self.link.topics.reply, messages.encode(reply))
         return reply
-
-
-def _raw(key: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def request_id_of(payload: bytes) -> str | None:
