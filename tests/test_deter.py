@@ -511,3 +511,37 @@ def test_off_on_end_and_instant_events(mock_pins):
     )
     assert [s for _, s in tl.transitions["siren"]] == [False]
     assert not ctrl.escalations
+
+
+@pytest.mark.parametrize(
+    "line, says",
+    [
+        ("on_s = inf", "on_s: Input should be a finite number"),
+        ("max_on_s = inf", "max_on_s: Input should be a finite number"),
+        ("duty_window_s = inf", "duty_window_s: Input should be a finite number"),
+        ("duty_window_s = nan", "duty_window_s: Input should be a finite number"),
+        ("cooldown_s = inf", "cooldown_s: Input should be a finite number"),
+        ("max_on_s = 1e300", "max_on_s: Input should be less than or equal to 3600"),
+        ("duty_window_s = 1e12", "duty_window_s: Input should be less than or equal to 86400"),
+    ],
+)
+def test_safety_limits_are_finite_and_bounded(line, says):
+    """Issue 17: on_s, max_on_s and duty_window_s accepted inf (TOML's inf): a light then
+    stayed on and the backstop thread died with OverflowError. Now the config is refused."""
+    from firmware.config import ConfigError, parse_text
+
+    text = f'[site]\nsite_id = "s"\nunit_id = "u"\n[deterrents.light]\npin = 17\n{line}\n'
+    with pytest.raises(ConfigError) as e:
+        parse_text(text)
+    assert any(p == f"deterrents.light.{says}" for p in e.value.problems), e.value.problems
+
+
+def test_escalation_times_are_finite():
+    from firmware.config import ConfigError, parse_text
+
+    text = (
+        '[site]\nsite_id = "s"\nunit_id = "u"\n[deterrents.light]\npin = 17\n'
+        '[[deterrence.escalation.loitering.stages]]\nafter_s = inf\noutputs = ["light"]\n'
+    )
+    with pytest.raises(ConfigError, match="finite number"):
+        parse_text(text)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 
@@ -97,6 +98,18 @@ def feedback_pins(mock_pins):
     return mock_pins
 
 
+class console_key:  # noqa: N801 (a small record, used like a function)
+    """A provisioned console key: the console's ConsoleAuth and vigil-diag's arguments."""
+
+    def __init__(self, tmp_path) -> None:
+        from firmware.console.auth import ConsoleAuth, load_console_key
+
+        path = tmp_path / "console.key"
+        path.write_text(os.urandom(32).hex())
+        self.auth = ConsoleAuth(load_console_key(path))
+        self.arg = ["--console-key", str(path)]
+
+
 def models_without_files(tmp_path):
     """A models folder whose manifest names the model but whose file is gone."""
     d = tmp_path / "models"
@@ -119,10 +132,11 @@ def test_selftest_over_serial_reports_every_check_and_the_broken_ones(
             detector_factory=lambda: load_detector(cfg.detector, models_dir=bare),
         )
         cable = NullModem()
-        server = ConsoleServer(cable.a, Diagnostics(probe).handle).start()
+        key = console_key(tmp_path)
+        server = ConsoleServer(cable.a, Diagnostics(probe).handle, auth=key.auth).start()
         try:
-            with ReplayUnit(cfg, probe) as unit:
-                code = vigil_diag(["--serial", cable.b, "--json", "selftest"])
+            with ReplayUnit(cfg, probe) as unit:  # pulsing outputs needs the console key
+                code = vigil_diag(["--serial", cable.b, *key.arg, "--json", "selftest"])
                 report = json.loads(capsys.readouterr().out)
                 human_code = vigil_diag(["--serial", cable.b, "selftest", "--no-outputs"])
                 human = capsys.readouterr()
@@ -220,10 +234,11 @@ def test_snapshot_png_has_zones_and_tracks_drawn_and_people_masked(tmp_path, cap
     original = frame.image.copy()
     probe.frame(frame, dets, tracks, stored=stored(cfg, frame, dets, tracks))
     cable = NullModem()
-    server = ConsoleServer(cable.a, Diagnostics(probe).handle).start()
+    key = console_key(tmp_path)
+    server = ConsoleServer(cable.a, Diagnostics(probe).handle, auth=key.auth).start()
     out = tmp_path / "aim.png"
-    try:
-        code = vigil_diag(["--serial", cable.b, "snapshot", "-o", str(out)])
+    try:  # a snapshot needs the console key (tests/test_console_auth.py)
+        code = vigil_diag(["--serial", cable.b, *key.arg, "snapshot", "-o", str(out)])
     finally:
         server.stop()
         cable.close()

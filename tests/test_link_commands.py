@@ -4,6 +4,7 @@ config/set -> config/state, and every message checked against the CDDL of docs/m
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -85,6 +86,12 @@ class UnitDouble:
         if incident_id != "inc-1":
             raise KeyError(f"no incident {incident_id!r}")
         return {"incident_id": incident_id, "hold": hold}
+
+
+def with_link(text: str, link: Link) -> str:
+    """``text`` with the [link] section the unit runs with (a config/set must keep it)."""
+    c = link.cfg
+    return text + f'\n[link]\nmqtt = "{c.mqtt}"\nhub_public_key = "{c.hub_public_key}"\n'
 
 
 def make_unit(url: str, tmp_path, control: Any, pub_path, **cfg) -> Link:
@@ -260,12 +267,12 @@ def test_config_set_validates_applies_and_publishes_state(rig):
         c for c in control.calls if c[0] == "apply_config"
     ]
 
-    renamed = GOOD_CONFIG.replace('unit_id = "u1"', 'unit_id = "u9"')
+    renamed = with_link(GOOD_CONFIG.replace('unit_id = "u1"', 'unit_id = "u9"'), link)
     r = hub.command("u1", "config/set", {"text": renamed})
     assert r["error"]["code"] == "rejected" and "u1" in r["error"]["message"]
 
     control.fail_apply = True
-    new = GOOD_CONFIG.replace("0.5, 0.5", "0.6, 0.6")
+    new = with_link(GOOD_CONFIG.replace("0.5, 0.5", "0.6, 0.6"), link)
     r = hub.command("u1", "config/set", {"text": new})
     assert r["error"]["code"] == "failed" and "restored" in r["error"]["message"]
     assert control.config == GOOD_CONFIG
@@ -283,6 +290,71 @@ def test_config_set_validates_applies_and_publishes_state(rig):
         ]
     )
     assert birth and hub.statuses("u1")[-1] == "online"
+
+
+def test_config_set_that_would_cut_the_link_is_refused(rig, tmp_path):
+    """Issue 17: `mqtt = ""` (or another broker, or no/another hub key) applied by config/set
+    cut the hub off after the next restart; now it is refused and nothing changes."""
+    link, hub, control, _signer, _other = rig
+    base = GOOD_CONFIG.replace("0.5, 0.5", "0.6, 0.6")
+    pub = link.cfg.hub_public_key
+    cases = {
+        f'\n[link]\nmqtt = ""\nhub_public_key = "{pub}"\n': "no broker",
+        f'\n[link]\nmqtt = "mqtt://10.9.9.9:1883"\nhub_public_key = "{pub}"\n': "10.9.9.9",
+        f'\n[link]\nmqtt = "{link.cfg.mqtt}"\n': "hub_public_key would be unset",
+        f'\n[link]\nmqtt = "{link.cfg.mqtt}"\nhub_public_key = "{tmp_path / "evil.pub.pem"}"\n': "another key",
+        "": "would change",  # no [link] at all: the defaults would replace the unit's link
+    }
+    for extra, why in cases.items():
+        r = hub.command("u1", "config/set", {"text": base + extra})
+        assert r["error"]["code"] == "rejected", r
+        assert "cut the hub off" in r["error"]["message"] and why in r["error"]["message"], r
+    assert control.config == GOOD_CONFIG and not [
+        c for c in control.calls if c[0] == "apply_config"
+    ]
+    # the same key under another path is the same key: accepted
+    copy = tmp_path / "copy.pub.pem"
+    copy.write_bytes(Path(pub).read_bytes())
+    r = hub.command(
+        "u1",
+        "config/set",
+        {"text": base + f'\n[link]\nmqtt = "{link.cfg.mqtt}"\nhub_public_key = "{copy}"\n'},
+    )
+    assert r["ok"], r
+
+
+def test_a_counter_near_2_63_does_not_lock_out_later_commands(rig):
+    """Issue 17: one signed command with ctr 2^63-1 was accepted, then every later command
+    was refused as a replay, for good. Now a counter more than a day ahead is refused."""
+    link, hub, control, signer, _ = rig
+    topic = _topic("disarm")
+    hub.send_raw(topic, signer.sign(topic, "r-huge", {}, ctr=2**63 - 1))
+    r = hub.reply("u1", "r-huge")
+    assert r["error"]["code"] == "bad_counter" and "microseconds" in r["error"]["message"]
+    assert control.armed["unit"] is True
+    assert hub.command("u1", "disarm")["ok"] and control.armed["unit"] is False
+
+
+def test_a_unit_locked_out_by_a_stored_huge_counter_recovers(broker, tmp_path, keys):
+    signer, _other, pub = keys
+    from firmware.link.outbox import Outbox
+
+    (tmp_path / "unit").mkdir()
+    box = Outbox(tmp_path / "unit" / "link-outbox.sqlite", 1000, "interval", 1.0)
+    assert box.advance("cmd_ctr", 2**63 - 1)  # what an unbounded unit accepted
+    box.close()
+    control = UnitDouble()
+    link = make_unit(broker.url, tmp_path, control, pub)
+    link.start()
+    try:
+        with HubClient(broker.url, site="s1", signer=signer) as hub:
+            hub.wait_for(lambda _r: "online" in hub.statuses("u1"))
+            assert hub.command("u1", "disarm")["ok"]
+            old = signer.sign(_topic("arm"), "r-old", {}, ctr=time.time_ns() // 1000 - 10**6)
+            hub.send_raw(_topic("arm"), old)  # signed a second before the reset: a replay
+            assert hub.reply("u1", "r-old")["error"]["code"] == "replayed"
+    finally:
+        link.stop()
 
 
 def test_without_a_hub_key_every_command_is_refused(broker, tmp_path, keys):

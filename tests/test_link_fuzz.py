@@ -28,7 +28,7 @@ pycddl = pytest.importorskip("pycddl")
 # Inputs = hypothesis examples x (1 generated + MUTANTS derived by truncation, bit flips and
 # inserted bytes): cheap mutants keep 10,000+ inputs within seconds on a small machine.
 INPUTS = int(os.environ.get("VIGIL_FUZZ_INPUTS", "10000"))
-MUTANTS = 7
+MUTANTS = 8
 BASE = "vigil/s1/u1"
 NAMES = [*ARGS, "self_destruct", "", "cmd", "../status", "a" * 80]
 
@@ -160,6 +160,10 @@ def test_ten_thousand_generated_commands(unit):
         for damaged in (flip(body, rnd), body[: rnd.randrange(len(body) + 1)], body + b"\x00"):
             sig = signer.key.sign(signing_input(topic, damaged))
             out.append(cbor2.dumps({"v": 1, "body": damaged, "sig": sig}))
+        # a fresh, well-formed body under a wrong signature: passes the cheap checks (which
+        # now run before the signature) and must fail the signature check
+        fresh = cbor2.dumps({"v": 1, "id": "f", "ts": time.time(), "ctr": next(counter)})
+        out.append(cbor2.dumps({"v": 1, "body": fresh, "sig": rnd.randbytes(64)}))
         out.append(payload)  # sent again: a replay must never be obeyed twice
         return out[:MUTANTS]
 

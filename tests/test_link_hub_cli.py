@@ -9,7 +9,7 @@ import pytest
 from firmware.link import Link
 from firmware.link.config import LinkConfig
 from tests.test_link import make_event
-from tests.test_link_commands import GOOD_CONFIG, UnitDouble
+from tests.test_link_commands import GOOD_CONFIG, UnitDouble, with_link
 from tools.hub import cli
 
 pytest.importorskip("pycddl")
@@ -46,7 +46,7 @@ def test_keygen_refuses_to_overwrite(tmp_path, capsys):
 
 
 def test_cmd_signs_sends_and_prints_the_reply(unit, broker, tmp_path, capsys):
-    _link, control = unit
+    link, control = unit
     base = [
         "cmd",
         "--mqtt",
@@ -65,7 +65,7 @@ def test_cmd_signs_sends_and_prints_the_reply(unit, broker, tmp_path, capsys):
     assert cli.main([*base, "arm", "zone=attic"]) == 1  # refused: exit 1, reason printed
     assert "rejected" in capsys.readouterr().out
     site = tmp_path / "site.toml"
-    site.write_text(GOOD_CONFIG.replace("0.5, 0.5", "0.7, 0.7"))
+    site.write_text(with_link(GOOD_CONFIG.replace("0.5, 0.5", "0.7, 0.7"), link))
     assert cli.main([*base, "config/set", "--file", str(site)]) == 0
     assert control.config == site.read_text()
     assert cli.main([*base, "arm", "zone"]) == 2  # not name=value

@@ -95,6 +95,13 @@ fi
 "$PREFIX/.venv/bin/vigil" config check /etc/vigil/site.toml \
   || die "/etc/vigil/site.toml has problems (listed above); fix it and run again"
 
+if [ ! -f /etc/vigil/console.key ]; then
+  echo "==> serial console key /etc/vigil/console.key (acting console commands need it; docs/diagnostics.md)"
+  (umask 0137; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >/etc/vigil/console.key; echo >>/etc/vigil/console.key)
+  chgrp vigil /etc/vigil/console.key
+  echo "    copy it to the field engineers' vigil-diag (--console-key FILE); keep it off the store's network"
+fi
+
 echo "==> systemd units"
 install -m 0644 "$SRC/systemd/vigil.service" /etc/systemd/system/vigil.service
 if [ "$CONSOLE" = 1 ]; then

@@ -19,7 +19,9 @@ ZonePurpose = Literal[
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: inf/nan are refused everywhere ("Input should be a finite number");
+    # an infinite on_s kept a light on and killed the deterrents' backstop thread
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 def check_in_image(pts) -> None:

@@ -2,7 +2,11 @@
 
 One frame: ``A5 56`` magic, payload length (uint32 big-endian), the CBOR payload, CRC-32 of
 the payload (uint32 big-endian). A reader that meets noise or a bad CRC drops a byte and
-hunts for the next magic, so a glitch on the wire costs one message, not the session.
+hunts for the next magic, so a glitch on the wire costs one message, not the session. A
+length above the reader's ``max_payload`` (the console takes requests of at most
+``MAX_REQUEST`` bytes) is noise, and a frame whose bytes stop coming for ``RESYNC_S`` is
+abandoned the same way: a stray header declaring 1 MiB costs at most a second, not the
+91 s that 1 MiB takes at 115200 baud.
 
 Messages (CBOR maps):
   request   {"v": 1, "id": n, "cmd": "status", "args": {...}}
@@ -23,7 +27,9 @@ import cbor2
 
 MAGIC = b"\xa5\x56"
 HEADER = struct.Struct(">2sI")
-MAX_PAYLOAD = 16 * 1024 * 1024
+MAX_PAYLOAD = 16 * 1024 * 1024  # replies (a snapshot PNG)
+MAX_REQUEST = 64 * 1024  # what the console reads: requests are small maps
+RESYNC_S = 1.0  # a frame whose bytes stop coming this long is abandoned
 VERSION = 1
 
 
@@ -41,20 +47,39 @@ def encode(msg: dict[str, Any]) -> bytes:
 class FrameReader:
     """Reads frames from ``read(n) -> bytes`` (a serial port's or socket's, with a timeout)."""
 
-    def __init__(self, read: Callable[[int], bytes]) -> None:
+    def __init__(
+        self,
+        read: Callable[[int], bytes],
+        max_payload: int = MAX_PAYLOAD,
+        resync_s: float = RESYNC_S,
+    ) -> None:
         self._read = read
         self._buf = bytearray()
+        self.max_payload = max_payload
+        self.resync_s = resync_s
         self.dropped_bytes = 0
         self.bad_frames = 0
+        self.resyncs = 0  # frames abandoned because their bytes stopped coming
+        self._last_byte = time.monotonic()  # across read() calls: a short timeout still resyncs
 
     def _fill(
-        self, n: int, deadline: float | None, on_bytes: Callable[[int], None] | None = None
-    ) -> bool:
+        self,
+        n: int,
+        deadline: float | None,
+        on_bytes: Callable[[int], None] | None = None,
+        idle_s: float | None = None,
+    ) -> bool | None:
+        """Read until ``n`` bytes are buffered: True; False at ``deadline``; None when no
+        byte came for ``idle_s`` (a frame in progress that went quiet)."""
         while len(self._buf) < n:
-            if deadline is not None and time.monotonic() > deadline:
+            now = time.monotonic()
+            if idle_s is not None and now - self._last_byte > idle_s:
+                return None
+            if deadline is not None and now > deadline:
                 return False
             chunk = self._read(max(1, min(65536, n - len(self._buf))))
             if chunk:
+                self._last_byte = time.monotonic()
                 self._buf += chunk
                 if on_bytes is not None:
                     on_bytes(len(self._buf))
@@ -79,12 +104,17 @@ class FrameReader:
                 del self._buf[:i]
                 continue
             _, length = HEADER.unpack_from(self._buf)
-            if length > MAX_PAYLOAD:
+            if length > self.max_payload:
                 self._resync()
                 continue
             total = HEADER.size + length + 4
             cb = None if on_bytes is None else (lambda got, t=total: on_bytes(min(got, t), t))
-            if not self._fill(total, deadline, cb):
+            filled = self._fill(total, deadline, cb, self.resync_s)
+            if filled is None:  # the rest never came: a stray header; hunt again from here
+                self.resyncs += 1
+                self._resync()
+                continue
+            if not filled:
                 raise FrameError("timed out in the middle of a frame")
             payload = bytes(self._buf[HEADER.size : HEADER.size + length])
             (crc,) = struct.unpack_from(">I", self._buf, HEADER.size + length)

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from firmware.console.framing import VERSION, FrameError, FrameReader, encode
+from firmware.console.auth import AuthError, ConsoleAuth
+from firmware.console.framing import MAX_REQUEST, VERSION, FrameError, FrameReader, encode
 from firmware.diag.handlers import DiagError
 
 log = logging.getLogger(__name__)
@@ -64,20 +65,55 @@ def answer(msg: dict[str, Any], dispatch: Dispatch, send: Callable[[dict[str, An
 
 
 class ConsoleServer:
-    """Answers requests arriving on a serial port (pyserial object or URL) until stopped."""
+    """Answers requests arriving on a serial port (pyserial object or URL) until stopped.
 
-    def __init__(self, port: Any, dispatch: Dispatch, baudrate: int = 115200) -> None:
+    Read-only commands for anyone; the rest only with ``auth`` (firmware/console/auth.py).
+    Requests are at most ``MAX_REQUEST`` bytes; a frame that stops arriving is dropped after
+    a second, so a stray header never makes the console deaf.
+    """
+
+    def __init__(
+        self,
+        port: Any,
+        dispatch: Dispatch,
+        baudrate: int = 115200,
+        auth: ConsoleAuth | None = None,
+    ) -> None:
         import serial
 
         if isinstance(port, str):
             port = serial.serial_for_url(port, baudrate=baudrate, timeout=0.2, write_timeout=30)
         self.port = port
         self.dispatch = dispatch
+        self.auth = auth if auth is not None else ConsoleAuth()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._write_lock = threading.Lock()
-        self.reader = FrameReader(port.read)
+        self.reader = FrameReader(port.read, max_payload=MAX_REQUEST)
         self.served = 0
+        self.refused = 0
+
+    def _guarded(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        """The request to run (a self-test without auth never pulses outputs), or None after
+        replying why it may not run; ``hello`` is answered here."""
+        rid, cmd, args = msg.get("id"), msg.get("cmd"), msg.get("args") or {}
+        if not isinstance(cmd, str) or not isinstance(args, dict):
+            return msg  # answer() says it is malformed
+        if cmd == "hello":
+            self.send({"v": VERSION, "id": rid, "ok": True, "result": self.auth.hello()})
+            return None
+        auth = msg.get("auth")
+        if cmd == "selftest" and auth is None and "outputs" not in args:
+            msg = {**msg, "args": {**args, "outputs": False}}
+            args = msg["args"]
+        try:
+            self.auth.check(cmd, args, auth)
+        except AuthError as e:
+            self.refused += 1
+            log.warning("console: refused %s: %s", cmd, e.message)
+            self.send({"v": VERSION, "id": rid, "ok": False, "error": e.message, "hint": e.hint})
+            return None
+        return msg
 
     def send(self, msg: dict[str, Any]) -> None:
         data = encode(msg)
@@ -98,8 +134,10 @@ class ConsoleServer:
                 if not self._stop.is_set():
                     log.error("console port lost: %s", e)
                 return
-            answer(msg, self.dispatch, self.send)
             self.served += 1
+            msg = self._guarded(msg)
+            if msg is not None:
+                answer(msg, self.dispatch, self.send)
 
     def start(self) -> ConsoleServer:
         self._thread = threading.Thread(target=self.serve, name="vigil-console", daemon=True)

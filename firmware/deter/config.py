@@ -20,6 +20,8 @@ GPIO_KINDS = frozenset({"light", "strobe", "relay", "buzzer"})
 AUDIBLE_KINDS = frozenset({"buzzer", "voice", "serial"})
 
 Pin = int | str
+MAX_ON_S = 3600.0  # safety limits are finite and bounded: an hour on at most...
+DAY_S = 86400.0  # ... and windows/cooldowns of a day at most
 
 
 class DeterrentConfig(Section):
@@ -34,8 +36,10 @@ class DeterrentConfig(Section):
     active_high: bool = Field(
         True, description="False when the output is on at a low level (many relay boards)"
     )
-    on_s: PosSeconds = Field(5.0, description="How long the output stays on per activation")
-    cooldown_s: NonNegSeconds = Field(
+    on_s: Annotated[PosSeconds, Field(le=MAX_ON_S)] = Field(
+        5.0, description="How long the output stays on per activation"
+    )
+    cooldown_s: Annotated[NonNegSeconds, Field(le=DAY_S)] = Field(
         60.0, description="Minimum time after switching off before it may switch on again"
     )
     pattern: Literal["steady", "blink"] | None = Field(
@@ -76,7 +80,7 @@ class DeterrentConfig(Section):
     volume: Annotated[int, Field(ge=0, le=30)] = Field(
         25, description="Serial: module volume 0..30, sent before each play"
     )
-    max_on_s: PosSeconds = Field(
+    max_on_s: Annotated[PosSeconds, Field(le=MAX_ON_S)] = Field(
         120.0,
         description="Safety limit: the output is cut after this long on without a break, whatever asked for it",
     )
@@ -84,7 +88,7 @@ class DeterrentConfig(Section):
         0.5,
         description="Safety limit: largest share of duty_window_s the output may be on; past it the output is cut and refused",
     )
-    duty_window_s: PosSeconds = Field(
+    duty_window_s: Annotated[PosSeconds, Field(le=DAY_S)] = Field(
         600.0, description="Safety limit: the sliding window over which max_duty is measured"
     )
     feedback_pin: Pin | None = Field(
@@ -129,14 +133,14 @@ class DeterrentConfig(Section):
 
 
 class EscalationStage(Section):
-    after_s: NonNegSeconds = Field(
+    after_s: Annotated[NonNegSeconds, Field(le=DAY_S)] = Field(
         ...,
         description="Seconds after the situation started (the rule fired) when this stage fires",
     )
     outputs: list[str] = Field(
         default_factory=list, description="Deterrent outputs switched on at this stage"
     )
-    on_s: PosSeconds | None = Field(
+    on_s: Annotated[PosSeconds, Field(le=MAX_ON_S)] | None = Field(
         None, description="Override of the outputs' on_s for this stage"
     )
     alert: bool = Field(
@@ -157,7 +161,7 @@ class EscalationPolicy(Section):
         min_length=1,
         max_length=8,
     )
-    cooldown_s: NonNegSeconds = Field(
+    cooldown_s: Annotated[NonNegSeconds, Field(le=DAY_S)] = Field(
         120.0,
         description="After a situation of this rule ends, wait this long before a new one escalates again",
     )

@@ -107,7 +107,7 @@ class Link:
         self._commands = None
         if control is not None:
             self.attach_control(control)
-        self._cmd_queue: queue.Queue = queue.Queue(maxsize=32)
+        self._cmd_queue: queue.Queue = queue.Queue(maxsize=cfg.command_queue)
         self._cmd_thread: threading.Thread | None = None
 
     def attach_control(self, control: UnitControl) -> None:
@@ -202,7 +202,8 @@ class Link:
             self._thread.join(FLUSH_TIMEOUT_S + CONNECT_TIMEOUT_S)
             self._thread = None
         if self._cmd_thread is not None:
-            self._cmd_queue.put(None)
+            with contextlib.suppress(queue.Full):
+                self._cmd_queue.put(None, timeout=5)  # behind at most command_queue commands
             self._cmd_thread.join(5)
             self._cmd_thread = None
         self.state = "stopped"
@@ -267,10 +268,13 @@ class Link:
     def _on_message(self, client, conn: _Connection, msg: mqtt.MQTTMessage) -> None:
         if self._commands is None:
             return
+        pending = self._commands.screen(msg.topic, bytes(msg.payload))
+        if isinstance(pending, dict):  # refused by the cheap checks (counted, maybe answered)
+            return
         try:
-            self._cmd_queue.put_nowait((msg.topic, bytes(msg.payload)))
+            self._cmd_queue.put_nowait(pending)
         except queue.Full:
-            self._commands.busy(msg.topic, bytes(msg.payload))
+            self._commands.busy(pending)
 
     def _run(self) -> None:
         backoff = self.cfg.reconnect_min_s
@@ -476,7 +480,7 @@ class Link:
             if item is None:
                 return
             try:
-                self._commands.handle(*item)
+                self._commands.run(item)
             except Exception:  # the command path must never take the link down
                 log.exception("link: command handling failed")
 

@@ -1,9 +1,12 @@
-"""Hub commands: size, CBOR, signature, freshness and replay checks, then the unit's action.
+"""Hub commands: cheap checks (size, topic, CBOR shape, freshness, counter), then the
+signature, then the unit's action.
 
-Every command gets exactly one reply on ``.../reply`` with its request id (null when the id
-could not be read) and ``ok`` true or an ``error`` whose ``code`` says why. Refusals are
-counted by code and reported in metrics. Nothing here raises to the caller: a hostile or
-broken payload costs one reply.
+``screen`` runs the cheap checks on paho's thread, so a flood of unsigned or malformed
+commands never reaches the bounded command queue nor costs a signature verification; what
+passes is verified and run by ``run`` on the link's command worker. Every refusal is counted
+by code and reported in metrics; over the network its reply (and log line) is rate limited,
+so a flood gets a few replies a second. ``handle`` (tools, tests) answers every call once.
+Nothing here raises to the caller.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from firmware.config import ConfigError, parse_text
 from firmware.config.base import config_hash
 from firmware.link import messages
 from firmware.link.config import LinkConfig
 from firmware.link.control import UnitControl
+from firmware.link.guard import keeps_the_link
+from firmware.link.limits import KeyedBuckets, LogLimiter
 from firmware.link.outbox import Outbox
 from firmware.link.signing import MAX_COUNTER, load_public_key, loads_exact, verify
 
@@ -57,8 +62,24 @@ REFUSALS = (
     "unknown_command",
     "bad_args",
     "busy",
+    "bad_counter",
 )
+# A counter may run at most this far (one day, in the hub's microseconds) ahead of both the
+# last accepted one and the unit's clock: vigil-hub's counter is microseconds since 1970.
+COUNTER_AHEAD_US = 86_400 * 10**6
 COUNTER_KEY = "cmd_ctr"
+
+
+class Pending(NamedTuple):
+    """A command that passed the cheap checks, waiting for its signature to be verified."""
+
+    topic: str
+    name: str
+    body: bytes
+    sig: bytes
+    rid: str
+    ctr: int
+    args: Any
 
 
 class Refused(Exception):
@@ -111,6 +132,11 @@ class CommandProcessor:
             self.key_problem = "no hub public key configured ([link] hub_public_key)"
             log.warning("link: %s; every hub command will be refused", self.key_problem)
         self.last_config_hash: str | None = None
+        self._replies = KeyedBuckets(
+            self.cfg.command_refusal_replies_per_s, max(1.0, self.cfg.command_refusal_replies_per_s)
+        )
+        self._logs = LogLimiter(log)
+        self._last_ctr = self._load_counter()
 
     def names(self) -> list[str]:
         return sorted(ARGS)
@@ -125,25 +151,55 @@ class CommandProcessor:
 
     # -- entry points -----------------------------------------------------------------------
 
-    def busy(self, topic: str, payload: bytes) -> None:
-        self._count("busy")
-        self._reply(None, self._name(topic), {"code": "busy", "message": "command queue full"})
+    def busy(self, p: Pending) -> None:
+        """The command queue is full: refuse (the reply is rate limited like the others)."""
+        r = Refused("busy", f"command queue full ({self.cfg.command_queue} waiting)")
+        self._refuse(r, p.rid, p.name, True)
 
     def handle(self, topic: str, payload: bytes) -> dict[str, Any]:
-        """Check and run one command; publishes and returns the reply."""
+        """Check and run one command; publishes and returns the reply (always one)."""
+        pending = self.screen(topic, payload, limited=False)
+        if isinstance(pending, dict):
+            return pending
+        return self.run(pending, limited=False)
+
+    def screen(self, topic: str, payload: bytes, limited: bool = True) -> Pending | dict:
+        """The cheap checks, before any signature is verified: size, topic, CBOR shape, key,
+        signature present, freshness, counter (not yet advanced). A refusal is counted and
+        answered (with ``limited``, only as often as the reply budget allows: a flood gets a
+        few replies a second, not one each) and returned; what passes comes back as a
+        ``Pending`` for ``run`` (on the command worker)."""
         name = self._name(topic)
-        request_id: str | None = None
         try:
-            request_id, args = self._check(topic, name, payload)
+            return self._screen(topic, name, payload)
         except Refused as r:
-            self._count(r.code)
-            log.info("link: refused command %s (%s): %s", name, r.code, r.message)
-            return self._reply(request_id_of(payload), name, _error(r))
-        except Exception as e:  # e.g. the counter store failed: still one clear reply
+            return self._refuse(r, payload, name, limited)
+        except Exception as e:  # never raise to paho's thread
             self._count("failed")
             log.exception("link: checking command %s failed", name)
             err = {"code": "failed", "message": f"{type(e).__name__}: {e}"}
-            return self._reply(request_id_of(payload), name, err)
+            return self._reply(request_id_of(payload), name, err, limited=limited)
+
+    def run(self, p: Pending, limited: bool = True) -> dict[str, Any]:
+        """Verify the signature, take the counter, check the arguments and act (a refusal's
+        reply is rate limited with ``limited``)."""
+        try:
+            if not verify(self.key, p.topic, p.body, p.sig):  # type: ignore[arg-type]
+                raise Refused(
+                    "bad_signature", "signature does not match the hub key for this topic"
+                )
+            self._take_counter(p.ctr)
+            if not isinstance(p.args, dict):
+                raise Refused("bad_args", "args must be a map")
+            args = _check_args(p.name, p.args)
+        except Refused as r:
+            return self._refuse(r, p.rid, p.name, limited)
+        except Exception as e:  # e.g. the counter store failed: still one clear reply
+            self._count("failed")
+            log.exception("link: checking command %s failed", p.name)
+            err = {"code": "failed", "message": f"{type(e).__name__}: {e}"}
+            return self._reply(p.rid, p.name, err)
+        name, request_id = p.name, p.rid
         try:
             result = self._run(name, args)
         except Refused as r:
@@ -166,6 +222,22 @@ class CommandProcessor:
         self._count("ok")
         return self._reply(request_id, name, None, result)
 
+    def _refuse(
+        self, r: Refused, rid: str | bytes | None, name: str, limited: bool
+    ) -> dict[str, Any]:
+        """Count, log (limited) and answer (limited) a refusal; ``rid`` may be the payload,
+        whose request id is only read when a reply is actually sent (a flood costs less)."""
+        self._count(r.code)
+        self._logs.log(
+            logging.INFO, r.code, "link: refused command %s (%s): %s", name, r.code, r.message
+        )
+        if limited and not self._replies.take(r.code):
+            self._count("replies_suppressed")  # counted, not answered: a flood gets no echo
+            return {"id": None, "cmd": name, "ok": False, "error": _error(r)}
+        if isinstance(rid, bytes):
+            rid = request_id_of(rid)
+        return self._reply(rid, name, _error(r))
+
     # -- checks -----------------------------------------------------------------------------
 
     def _name(self, topic: str) -> str:
@@ -173,7 +245,7 @@ class CommandProcessor:
         rest = topic[len(base) :] if topic.startswith(base) else topic
         return rest.removeprefix("cmd/")[:64]
 
-    def _check(self, topic: str, name: str, payload: bytes) -> tuple[str, dict]:
+    def _screen(self, topic: str, name: str, payload: bytes) -> Pending:
         if len(payload) > self.cfg.command_max_bytes:
             raise Refused(
                 "too_large", f"{len(payload)} bytes; the limit is {self.cfg.command_max_bytes}"
@@ -199,8 +271,6 @@ class CommandProcessor:
             raise Refused("unsigned", "the command carries no signature")
         if not isinstance(sig, bytes) or len(sig) != 64:
             raise Refused("bad_signature", "sig must be a 64-byte Ed25519 signature")
-        if not verify(self.key, topic, body, sig):
-            raise Refused("bad_signature", "signature does not match the hub key for this topic")
         try:
             cmd = loads_exact(body)
         except Exception as e:
@@ -217,23 +287,64 @@ class CommandProcessor:
             raise Refused("malformed", "ts must be a finite number (Unix seconds)")
         if not isinstance(ctr, int) or isinstance(ctr, bool) or not 0 <= ctr <= MAX_COUNTER:
             raise Refused("malformed", f"ctr must be an unsigned integer <= {MAX_COUNTER}")
-        age = self.now() - ts
+        now = self.now()
+        age = now - ts
         if abs(age) > self.cfg.command_max_age_s:
             raise Refused(
                 "stale",
                 f"timestamp is {age:+.1f} s from the unit's clock "
                 f"(window +-{self.cfg.command_max_age_s:g} s)",
             )
-        if not self.link.outbox.advance(COUNTER_KEY, ctr):
-            raise Refused(
-                "replayed",
-                f"counter {ctr} is not above the last accepted {self.link.outbox.get(COUNTER_KEY)}",
-            )
+        self._check_counter(ctr, now)
         if name not in ARGS:
             raise Refused("unknown_command", f"no command {name!r}; known: {', '.join(ARGS)}")
-        if not isinstance(args, dict):
-            raise Refused("bad_args", "args must be a map")
-        return rid, _check_args(name, args)
+        return Pending(topic, name, body, sig, rid, ctr, args)
+
+    def _check_counter(self, ctr: int, now: float) -> None:
+        """Refuse a counter not above the last accepted one (a replay) or more than
+        ``COUNTER_AHEAD_US`` above both it and the unit's clock in microseconds (a counter
+        near 2^63 would otherwise lock out every later command)."""
+        last = self._last_ctr
+        if ctr <= last:
+            raise Refused("replayed", f"counter {ctr} is not above the last accepted {last}")
+        horizon = max(last, int(now * 1e6)) + COUNTER_AHEAD_US
+        if ctr > horizon:
+            raise Refused(
+                "bad_counter",
+                f"counter {ctr} is more than {COUNTER_AHEAD_US} above both the last accepted "
+                f"({last}) and the unit's clock in microseconds; the hub's counter must be "
+                "max(last + 1, microseconds since 1970)",
+            )
+
+    def _take_counter(self, ctr: int) -> None:
+        self._check_counter(ctr, self.now())
+        if not self.link.outbox.advance(COUNTER_KEY, ctr):
+            last = self.link.outbox.get(COUNTER_KEY)
+            self._last_ctr = max(self._last_ctr, last)
+            raise Refused("replayed", f"counter {ctr} is not above the last accepted {last}")
+        self._last_ctr = ctr
+
+    def _load_counter(self) -> int:
+        """The last accepted counter; one stored beyond the horizon (accepted before counters
+        were bounded) is brought back to the clock, so the unit is not locked out for good."""
+        try:
+            last = self.link.outbox.get(COUNTER_KEY)
+        except Exception:
+            log.exception("link: cannot read the command counter")
+            return 0
+        now_us = int(self.now() * 1e6)
+        if last > now_us + COUNTER_AHEAD_US:
+            log.warning(
+                "link: the stored command counter %d is far beyond the clock; reset to %d",
+                last,
+                now_us,
+            )
+            try:
+                self.link.outbox.set_state(COUNTER_KEY, now_us)
+            except Exception:
+                log.exception("link: cannot reset the command counter")
+            return now_us
+        return last
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -272,6 +383,7 @@ class CommandProcessor:
                 f"site.site_id/unit_id must stay {site}/{unit} (got "
                 f"{new.site.site_id}/{new.site.unit_id}); re-provision the unit to rename it"
             )
+        keeps_the_link(self.cfg, new.link, self.key, self.link.resolve)
         result = self.control.apply_config(text) or {}
         digest = config_hash(text)
         self.last_config_hash = digest
@@ -292,7 +404,12 @@ class CommandProcessor:
         return self._state_payload(text) if isinstance(text, str) else None
 
     def _reply(
-        self, request_id: str | None, name: str, error: dict | None, result: Any = None
+        self,
+        request_id: str | None,
+        name: str,
+        error: dict | None,
+        result: Any = None,
+        limited: bool = False,
     ) -> dict[str, Any]:
         reply: dict[str, Any] = {"id": request_id, "cmd": name, "ok": error is None}
         reply["time"] = self.now()
@@ -300,6 +417,9 @@ class CommandProcessor:
             reply["result"] = messages.plain(result)
         else:
             reply["error"] = error
+        if limited and error is not None and not self._replies.take(error["code"]):
+            self._count("replies_suppressed")  # counted, not answered: a flood gets no echo
+            return reply
         self.link.send(self.link.topics.reply, messages.encode(reply))
         return reply
 

@@ -46,6 +46,14 @@ class LinkConfig(Section):
     command_max_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = Field(
         65536, description="Larger command payloads are refused unread"
     )
+    command_queue: Annotated[int, Field(ge=1, le=1024)] = Field(
+        16,
+        description="Commands that passed the cheap checks and wait for their signature check; past it a command is refused busy",
+    )
+    command_refusal_replies_per_s: Annotated[float, Field(ge=0.1, le=1000)] = Field(
+        5.0,
+        description="Most refusal replies a second per refusal code (a flood of bad commands is counted in metrics, answered only this often)",
+    )
     metrics_interval_s: Annotated[float, Field(ge=1, le=3600)] = Field(
         10.0, description="Seconds between metrics messages"
     )

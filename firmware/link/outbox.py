@@ -262,6 +262,15 @@ class Outbox:
             cur.execute("COMMIT")
             return True
 
+    def set_state(self, key: str, value: int) -> None:
+        """Set ``key`` (a repair: the command counter brought back to the clock)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO state (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     def close(self) -> None:
         self._closing.set()
         self._dirty.set()

@@ -1,8 +1,9 @@
 """`vigil-diag`: the field engineers' tool, over the serial console or the hub link.
 
     vigil-diag --serial /dev/ttyUSB0 status
-    vigil-diag --serial /dev/ttyUSB0 selftest [--no-outputs]
-    vigil-diag --serial /dev/ttyUSB0 snapshot -o aim.png
+    vigil-diag --serial /dev/ttyUSB0 selftest           (outputs are not pulsed without a key)
+    vigil-diag --serial /dev/ttyUSB0 --console-key console.key snapshot -o aim.png
+    vigil-diag --serial /dev/ttyUSB0 --key hub-key.pem mute 15
     vigil-diag --mqtt mqtts://hub:8883 --site shop-12 --unit cam-3 --key hub-key.pem logs -n 100
 
 Tables for people, ``--json`` for scripts. Exit status: 0 ok, 1 a check or command failed,
@@ -38,7 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
     p.add_argument("--site", help="site id (with --mqtt)")
     p.add_argument("--unit", help="unit id (with --mqtt)")
-    p.add_argument("--key", help="the hub's signing key, PEM (with --mqtt)")
+    p.add_argument(
+        "--key",
+        help="the hub's signing key, PEM (with --mqtt; with --serial it authenticates acting commands)",
+    )
+    p.add_argument(
+        "--console-key",
+        metavar="FILE",
+        help="the unit's console key (64 hex digits, /etc/vigil/console.key on the unit), with --serial: "
+        "needed for mute, test-output, snapshot, logs, bench and a self-test that pulses outputs",
+    )
     p.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for an answer (default 60)"
     )
@@ -105,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.mqtt and (args.site is None or args.unit is None) and not args.json:
         pass  # the transport says what is missing after checking the broker
     cmd, cmd_args = request_args(args)
+    serial_key = getattr(args, "serial", None) and (args.console_key or args.key)
+    if args.serial and cmd == "selftest" and cmd_args["outputs"] and not serial_key:
+        cmd_args["outputs"] = False  # read-only without a key: say so rather than be refused
+        print(
+            "vigil-diag: outputs are not pulsed without --console-key FILE or --key hub-key.pem",
+            file=sys.stderr,
+        )
     out = sys.stdout
     progress = render.Progress(sys.stderr, enabled=not args.json)
     try:
@@ -164,7 +181,23 @@ def _json_default(v: Any) -> Any:
 def open_transport(args: argparse.Namespace) -> Transport:
     """The serial console when --serial is given, else the hub link over MQTT."""
     if getattr(args, "serial", None):
-        return SerialTransport(args.serial, args.baud)
+        console_key = signer = None
+        try:
+            if args.console_key:
+                from firmware.console.auth import load_console_key
+
+                console_key = load_console_key(args.console_key)
+            elif args.key:
+                from firmware.link.signing import Signer
+
+                signer = Signer.load(args.key)
+        except (OSError, ValueError) as e:
+            raise Unreachable(
+                f"cannot use the key: {e}",
+                "--console-key takes the unit's console key file (64 hex digits); "
+                "--key the hub's Ed25519 private key (PEM)",
+            ) from None
+        return SerialTransport(args.serial, args.baud, console_key=console_key, signer=signer)
     return MqttTransport(
         args.mqtt, site=args.site, unit=args.unit, key=args.key, timeout=args.timeout
     )

@@ -45,11 +45,22 @@ class Transport(Protocol):
 
 
 class SerialTransport:
-    """Framed CBOR over a serial port to `vigil console` on the unit's UART."""
+    """Framed CBOR over a serial port to `vigil console` on the unit's UART.
+
+    With ``console_key`` (the unit's provisioned console key) or ``signer`` (the hub's
+    key), a command that acts is sent with an ``auth`` over a fresh nonce from ``hello``
+    (firmware/console/auth.py); without, only the read-only commands are answered.
+    """
 
     name = "serial"
 
-    def __init__(self, device: str, baudrate: int = 115200) -> None:
+    def __init__(
+        self,
+        device: str,
+        baudrate: int = 115200,
+        console_key: bytes | None = None,
+        signer: Any | None = None,
+    ) -> None:
         import serial
 
         from firmware.console.framing import FrameReader
@@ -70,6 +81,11 @@ class SerialTransport:
         self.port.reset_input_buffer()
         self.reader = FrameReader(self.port.read)
         self._ids = itertools.count(1)
+        self.console_key, self.signer = console_key, signer
+
+    @property
+    def authenticated(self) -> bool:
+        return self.console_key is not None or self.signer is not None
 
     def request(
         self,
@@ -79,12 +95,36 @@ class SerialTransport:
         on_bytes: Bytes | None = None,
         timeout: float = 60.0,
     ) -> dict[str, Any]:
+        from firmware.console.auth import auth_input, console_mac, needs_auth
+
+        auth = None
+        if self.authenticated and needs_auth(cmd, args):
+            nonce = self._exchange("hello", {}, None, None, None, min(timeout, 15.0))["nonce"]
+            if self.console_key is not None:
+                auth = {"nonce": nonce, "mac": console_mac(self.console_key, nonce, cmd, args)}
+            else:
+                sig = self.signer.key.sign(auth_input(nonce, cmd, args))
+                auth = {"nonce": nonce, "sig": sig}
+        return self._exchange(cmd, args, auth, progress, on_bytes, timeout)
+
+    def _exchange(
+        self,
+        cmd: str,
+        args: dict[str, Any],
+        auth: dict[str, Any] | None,
+        progress: Progress | None,
+        on_bytes: Bytes | None,
+        timeout: float,
+    ) -> dict[str, Any]:
         import serial
 
         from firmware.console.framing import VERSION, FrameError, encode
 
         rid = next(self._ids)
-        frame = encode({"v": VERSION, "id": rid, "cmd": cmd, "args": args})
+        request: dict[str, Any] = {"v": VERSION, "id": rid, "cmd": cmd, "args": args}
+        if auth is not None:
+            request["auth"] = auth
+        frame = encode(request)
         deadline = time.monotonic() + timeout
         heard = False
         try:
