@@ -233,3 +233,24 @@ def test_rules_config_defaults_are_documented():
         for key in rule:
             assert f"`{key}`" in text or f"{key} =" in text, (name, key)
     assert "[[zones]]" in text and all(f in text for f in StoreZoneConfig.model_fields)
+
+
+def test_hub_serve_site_runs_the_store_files_rules(tmp_path, broker):
+    from tools.hub.serve import config
+    from tools.hub.serve.service import Hub
+
+    store = tmp_path / "store.toml"
+    store.write_text(
+        '[[zones]]\nname = "jewellery"\npurpose = "high_value"\n'
+        "polygon = [[0, -1.5], [3, -1.5], [3, 1.5], [0, 1.5]]\n"
+        "[rules.return_visit]\nwindow_s = 42\n[rules.grab_and_run]\nenabled = false\n"
+    )
+    cfg = config.build(db=tmp_path / "hub.sqlite", store=str(store), site="s1", mqtt=broker.url)
+    hub = Hub(cfg, validate=False)
+    try:
+        rules = {type(r).__name__: r for r in hub.fusion.rules}
+        assert sorted(rules) == ["StoreLoitering", "StoreReturnVisit"]
+        assert rules["StoreReturnVisit"].cfg.window_s == 42
+        assert [z.name for z in rules["StoreLoitering"].zones] == ["jewellery"]
+    finally:
+        hub.db.close()
