@@ -47,9 +47,12 @@ def _client(broker) -> mqtt.Client:
     return c
 
 
-def replay(broker, svc: FuseService, people: list[Path_], seconds: float, seed: int = 0) -> None:
+def replay(
+    broker, svc: FuseService | None, people: list[Path_], seconds: float, seed: int = 0
+) -> None:
     """Publish the units' tracks of ``people`` at 5 Hz (b's clock 0.3 s ahead, 0.1 m noise);
-    a unit gives a person a new local id each time they come into its view."""
+    a unit gives a person a new local id each time they come into its view. ``svc`` is
+    ticked every other frame (None: it ticks by itself, as in ``vigil-hub serve``)."""
     rng = np.random.default_rng(seed)
     units = {u: _client(broker) for u in VIEWS}
     time.sleep(0.3)
@@ -81,11 +84,12 @@ def replay(broker, svc: FuseService, people: list[Path_], seconds: float, seed: 
                 floor_v=np.zeros_like(floor),
             )
             units[u].publish(f"vigil/s1/{u}/tracks", payload, qos=0)
-        time.sleep(0.01)
-        if k % 2:
+        time.sleep(0.01 if svc is not None else 1 / HZ)  # the hub ticks on its own: real time
+        if svc is not None and k % 2:
             svc.tick()
     time.sleep(0.5)
-    svc.tick()
+    if svc is not None:
+        svc.tick()
     for c in units.values():
         c.loop_stop()
         c.disconnect()
@@ -235,7 +239,7 @@ def test_rules_config_defaults_are_documented():
     assert "[[zones]]" in text and all(f in text for f in StoreZoneConfig.model_fields)
 
 
-def test_hub_serve_site_runs_the_store_files_rules(tmp_path, broker):
+def test_hub_serve_site_runs_the_store_files_rules_and_opens_an_alert(tmp_path, broker):
     from tools.hub.serve import config
     from tools.hub.serve.service import Hub
 
@@ -243,14 +247,29 @@ def test_hub_serve_site_runs_the_store_files_rules(tmp_path, broker):
     store.write_text(
         '[[zones]]\nname = "jewellery"\npurpose = "high_value"\n'
         "polygon = [[0, -1.5], [3, -1.5], [3, 1.5], [0, 1.5]]\n"
-        "[rules.return_visit]\nwindow_s = 42\n[rules.grab_and_run]\nenabled = false\n"
+        '[[zones]]\nname = "door"\npurpose = "exit"\n'
+        "polygon = [[11, -1.5], [13, -1.5], [13, 1.5], [11, 1.5]]\n"
+        "[rules.return_visit]\nwindow_s = 42\n[rules.loitering]\nenabled = false\n"
     )
     cfg = config.build(db=tmp_path / "hub.sqlite", store=str(store), site="s1", mqtt=broker.url)
-    hub = Hub(cfg, validate=False)
+    hub = Hub(cfg).start()
     try:
         rules = {type(r).__name__: r for r in hub.fusion.rules}
-        assert sorted(rules) == ["StoreLoitering", "StoreReturnVisit"]
+        assert sorted(rules) == ["StoreGrabAndRun", "StoreReturnVisit"]
         assert rules["StoreReturnVisit"].cfg.window_s == 42
-        assert [z.name for z in rules["StoreLoitering"].zones] == ["jewellery"]
+        assert [z.name for z in rules["StoreGrabAndRun"].exits] == ["door"]
+        thief = walk((0, 1.5, 0.0), (6, 1.5, 0.3), (10, 11.5, 0.0), (11, 12.5, 0.0))
+        replay(broker, None, [thief], 11.5)
+        deadline, rows = time.monotonic() + 15, []
+        while not rows and time.monotonic() < deadline:
+            time.sleep(0.2)
+            rows = (
+                hub.db.read()
+                .execute("SELECT unit, type, zone, state, explain FROM alerts")
+                .fetchall()
+            )
+        ((unit, typ, zone, state, explain),) = rows
+        assert (unit, typ, zone, state) == ("store", "grab_and_run", "jewellery", "open")
+        assert '"dwell_units"' in explain
     finally:
-        hub.db.close()
+        hub.stop()

@@ -78,7 +78,7 @@ class GrabAndRunConfig(_Strict):
         2.0, description="floor speed that counts as a dash, m/s (a walk is 1.0-1.5)"
     )
     speed_window_s: Annotated[float, Field(gt=0, le=5)] = Field(
-        1.0, description="speed is the displacement over this long (smooths fusion jitter)"
+        1.0, description="speed is the displacement over at least this long (smooths jitter)"
     )
     towards_cos: Annotated[float, Field(ge=-1, le=1)] = Field(
         0.5, description="cosine to the nearest exit above which the dash is towards it"
@@ -324,14 +324,15 @@ class StoreGrabAndRun:
         )
 
     def _speed(self, s: _Dash) -> tuple[float, np.ndarray]:
-        """Floor speed (m/s) and displacement over the last ``speed_window_s``."""
+        """Floor speed (m/s) and velocity since the newest fix at least ``speed_window_s``
+        old (or the oldest, when it is at least half that): robust to the tick rate."""
+        w = self.cfg.speed_window_s
         t1, p1 = s.fixes[-1]
-        old = [(t0, p0) for t0, p0 in s.fixes if t1 - t0 <= self.cfg.speed_window_s]
-        t0, p0 = old[0]
-        if t1 - t0 < 0.5 * self.cfg.speed_window_s:
+        t0, p0 = next(((t, p) for t, p in reversed(s.fixes) if t1 - t >= w), s.fixes[0])
+        if t1 - t0 < 0.5 * w:
             return 0.0, np.zeros(2)
-        d = p1 - p0
-        return float(np.linalg.norm(d) / (t1 - t0)), d / (t1 - t0)
+        v = (p1 - p0) / (t1 - t0)
+        return float(np.linalg.norm(v)), v
 
 
 # ---------------------------------------------------------------------------- return visits
