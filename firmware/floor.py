@@ -167,3 +167,41 @@ class FloorMotion:
         for tid in [i for i, st in self._state.items() if t - st[2] > self.max_age_s]:
             del self._state[tid]
         return pos, vel
+
+
+class EventFloor:
+    """Stamps events with the floor position (m) of their tracks: the loop updates it every
+    frame (``update``) and the event bus runs it before the recorder (``stamp``), so every
+    consumer, the hub link included, sees ``event.floor``. A track that has left keeps its
+    last position for ``max_age_s`` (an event that ends after its track)."""
+
+    def __init__(self, floor: FloorMap, max_age_s: float = 10.0) -> None:
+        self.floor = floor
+        self.max_age_s = max_age_s
+        self._last: dict[int, tuple[float, float, float]] = {}  # id -> x, y, time
+
+    def update(self, ids: np.ndarray, boxes: np.ndarray, size: tuple[int, int], t: float) -> None:
+        """This frame's tracks: ``boxes`` (N, 4) pixel x1, y1, x2, y2 on a ``size`` (w, h) image."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if len(boxes):
+            w, h = size
+            foot = np.column_stack([(boxes[:, 0] + boxes[:, 2]) / (2 * w), boxes[:, 3] / h])
+            for tid, (x, y) in zip(
+                np.asarray(ids).tolist(), self.floor.to_floor(foot), strict=True
+            ):
+                if np.isfinite(x) and np.isfinite(y):
+                    self._last[int(tid)] = (float(x), float(y), t)
+        for tid in [k for k, v in self._last.items() if t - v[2] > self.max_age_s]:
+            del self._last[tid]
+
+    def stamp(self, event) -> None:
+        """Sets ``event.floor`` for the event's tracks that have a position (none: left unset)."""
+        if event.floor is not None or not event.track_ids:
+            return
+        out = [
+            {"id": int(tid), "floor": [round(p[0], 2), round(p[1], 2)]}
+            for tid in event.track_ids
+            if (p := self._last.get(int(tid))) is not None
+        ]
+        if out:
+            event.floor = out

@@ -44,6 +44,7 @@ from firmware.stages import (
 from firmware.types import Detections, Frame, Tracks
 
 if TYPE_CHECKING:
+    from firmware.floor import EventFloor
     from firmware.inputs.hub import StoreInputs
     from firmware.link.tracks import TracksPublisher
     from firmware.recording.escrow import EscrowSealer
@@ -65,6 +66,7 @@ class Stages:
     deterrents: DeterrentStage | None = None
     link: HubLink | None = None
     tracks_out: TracksPublisher | None = None  # the tracks topic
+    floor: EventFloor | None = None  # [camera.floor]: events carry their tracks' floor position
     sinks: list[EventSink] = field(default_factory=list)
     anonymiser: AnonymiserStage | None = None
     recorder: RecorderStage | None = None
@@ -123,6 +125,10 @@ class FrameLoop:
         """The unit's own consumers, in the bus's documented order. Each reads the current
         stage from ``self.s``, so a live config apply redirects them at once."""
 
+        def floor(ev: Event) -> None:
+            if self.s.floor is not None:
+                self.s.floor.stamp(ev)
+
         def recorder(ev: Event) -> None:
             if self.s.recorder is not None:
                 self.s.recorder.on_event(ev)
@@ -145,6 +151,7 @@ class FrameLoop:
             if self.s.probe is not None:
                 self.s.probe.event(ev)
 
+        self.bus.subscribe(order.FLOOR, "floor", floor)
         self.bus.subscribe(order.RECORDER, "recorder", recorder)
         self.bus.subscribe(order.DETERRENTS, "deterrents", deterrents)
         self.bus.subscribe(order.COUNTS, "counts", counts)
@@ -231,6 +238,8 @@ class FrameLoop:
         dets = dets if dets is not None else Detections.empty()
         with m.stage("tracking"):
             self.tracks = s.tracker.update(dets, frame.timestamp, image=frame.image)
+        if s.floor is not None:
+            s.floor.update(self.tracks.ids, self.tracks.boxes, frame.size, frame.timestamp)
         if s.tracks_out is not None:
             s.tracks_out(self.tracks, frame.timestamp, frame.index, frame.size)
         with m.stage("rules"):

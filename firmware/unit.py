@@ -205,6 +205,10 @@ def _build(
         mask_score_threshold=live.mask_score_threshold,
         static_masks_before_inference=live.static_masks_before_inference,
     )
+    if cfg.camera.floor is not None:  # events carry their tracks' floor positions
+        from firmware.floor import EventFloor, floor_map
+
+        stages.floor = EventFloor(floor_map(cfg.camera.floor))
     if cfg.inputs or cfg.till is not None:
         from firmware.inputs.hub import StoreInputs
 

@@ -30,6 +30,8 @@ from firmware.recording.config import RecordingConfig
 from firmware.rules.config import RulesConfig, ScheduleConfig
 from firmware.track.config import TrackerConfig
 
+RESERVED_UNIT = "store"  # the hub's topic level for store-wide tracks and events
+
 
 class SiteConfig(Section):
     site_id: str = Field(
@@ -39,7 +41,7 @@ class SiteConfig(Section):
     )
     unit_id: str = Field(
         "unit-01",
-        description="This camera unit's identifier, unique within the site",
+        description="This camera unit's identifier, unique within the site (not `store`: the hub's own topic level)",
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
     )
     timezone: str = Field(
@@ -49,6 +51,17 @@ class SiteConfig(Section):
         "pi4",
         description="Board profile from hw/boards/ (pi4, pi5, cm4): which pins exist and which are reserved",
     )
+
+    @field_validator("unit_id")
+    @classmethod
+    def _not_store(cls, v: str) -> str:
+        # <prefix>/<site>/store/... are the hub's store tracks and events (docs/store.md)
+        if v.lower() == RESERVED_UNIT:
+            raise ValueError(
+                f"unit_id {v!r} is reserved: <prefix>/<site>/{RESERVED_UNIT}/ carries the hub's "
+                "store tracks and store events; pick another name"
+            )
+        return v
 
 
 class CameraConfig(Section):

@@ -7,6 +7,7 @@ consumers in ascending ``order``. What a consumer returns (the deterrent control
 actions) is published in turn, after the event that caused it reached every consumer.
 The order (docs/DEVELOPERS.md, "Events"):
 
+    FLOOR (5)         the floor position of the event's tracks (``[camera.floor]``)
     RECORDER (10)     attaches the event to the open incident: sets ``incident_id``
     DETERRENTS (20)   escalation; its actions come back through the bus
     COUNTS (30)       the loop's event counters
@@ -29,7 +30,7 @@ from typing import Protocol
 
 from firmware.events.records import Event
 
-RECORDER, DETERRENTS, COUNTS, SINKS, LINK, DIAGNOSTICS = 10, 20, 30, 40, 50, 60
+FLOOR, RECORDER, DETERRENTS, COUNTS, SINKS, LINK, DIAGNOSTICS = 5, 10, 20, 30, 40, 50, 60
 
 # A consumer gets each stamped event; it may return follow-up events (or None).
 Consumer = Callable[[Event], Iterable[Event] | None]

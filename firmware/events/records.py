@@ -53,6 +53,9 @@ class Event:
     track_ids: list[int] = field(default_factory=list)
     explain: dict[str, Any] = field(default_factory=dict)
     incident_id: str | None = None
+    # floor position (metres on the store plan) of the tracks involved, on a calibrated
+    # camera: [{"id": track id, "floor": [x, y]}]; None (left off the wire) otherwise
+    floor: list[dict[str, Any]] | None = None
     # stamped once by the event bus (firmware/events/bus.py) before any consumer sees it
     seq: int | None = None  # per-session sequence number
     unit: str | None = None
@@ -80,6 +83,10 @@ class Event:
         d["severity_name"] = self.severity.name.lower()
         d["track_ids"] = [int(t) for t in self.track_ids]
         d["explain"] = _plain(self.explain)
+        if self.floor is None:
+            del d["floor"]  # uncalibrated: the record is as before floors existed
+        else:
+            d["floor"] = _plain(self.floor)
         return d
 
     @classmethod

@@ -3,97 +3,38 @@
 ``FuseService`` subscribes to ``<prefix>/<site>/+/tracks``, feeds ``tools.hub.fusion`` on
 the units' own clocks, and at every ``tick`` publishes ``<prefix>/<site>/store/tracks``
 (QoS 0) and the events of the store rules on ``<prefix>/<site>/store/events`` (QoS 1, the
-unit's event contract with ``unit`` = ``store``). ``StoreLoitering`` counts a person's dwell
-in a floor zone (metres) across every camera that sees them, by global id.
+unit's event contract with ``unit`` = ``store``). The rules (loitering across cameras,
+grab-and-run across cameras, return visits) are in ``tools.hub.store_rules``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 
 import cbor2
-import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from firmware.events.records import Event, EventPhase, Severity
+from firmware.events.records import Event
 from firmware.link.config import parse_url
-from tools.hub.fusion import Fusion, GlobalTrack, Observation
+from tools.hub.fusion import Fusion, Observation
+from tools.hub.store_rules import (  # noqa: F401  (re-exported: the store layer's rules)
+    StoreGrabAndRun,
+    StoreLoitering,
+    StoreReturnVisit,
+    StoreRule,
+    StoreZone,
+)
 
 STORE_UNIT = "store"
-
-
-@dataclass
-class StoreZone:
-    """A zone drawn on the floor plan: polygon in metres."""
-
-    name: str
-    polygon: list[tuple[float, float]]
-    purpose: str = "general"
-
-    def contains(self, xy: np.ndarray) -> bool:
-        poly = np.asarray(self.polygon, np.float32).reshape(-1, 1, 2)
-        return cv2.pointPolygonTest(poly, (float(xy[0]), float(xy[1])), False) >= 0
-
-
-@dataclass
-class StoreLoitering:
-    """Loitering on global ids: dwell in a store zone summed over all cameras' sightings."""
-
-    zones: list[StoreZone]
-    loiter_s: float = 60.0
-    gap_s: float = 3.0  # a person out of the zone (or unseen) this long starts again
-    _dwell: dict[tuple[int, str], list[float]] = field(default_factory=dict)  # start, last, fired
-
-    def update(self, tracks: list[GlobalTrack], t: float) -> list[Event]:
-        out = []
-        for g in tracks:
-            if not g.placed:
-                continue
-            for z in self.zones:
-                key = (g.gid, z.name)
-                if not z.contains(g.pos):
-                    continue
-                d = self._dwell.get(key)
-                if d is None or t - d[1] > self.gap_s:
-                    d = self._dwell[key] = [t, t, 0.0]
-                d[1] = t
-                if not d[2] and t - d[0] >= self.loiter_s:
-                    d[2] = 1.0
-                    out.append(self._event(g, z, d, t))
-        for key in [k for k, d in self._dwell.items() if t - d[1] > self.gap_s]:
-            del self._dwell[key]
-        return out
-
-    def _event(self, g: GlobalTrack, z: StoreZone, d: list[float], t: float) -> Event:
-        return Event(
-            type="loitering",
-            rule="store_loitering",
-            phase=EventPhase.START,
-            severity=Severity.WARN,
-            start_time=d[0],
-            start_frame=0,
-            time=t,
-            frame=0,
-            zone=z.name,
-            track_ids=[g.gid],
-            explain={
-                "dwell_s": round(t - d[0], 2),
-                "threshold_s": self.loiter_s,
-                "global_id": g.gid,
-                "units": sorted(g.seen_by),
-                "floor": [round(float(c), 2) for c in g.pos],
-            },
-        )
 
 
 class FuseService:
     """Fusion over MQTT for one site; ``tick()`` publishes store tracks and store events."""
 
     def __init__(
-        self, url: str, site: str, prefix: str = "vigil", rules: list | None = None
+        self, url: str, site: str, prefix: str = "vigil", rules: list[StoreRule] | None = None
     ) -> None:
         _, self.host, self.port = parse_url(url)
         self.site, self.prefix = site, prefix

@@ -6,11 +6,12 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from firmware.link.config import parse_url
 from tools.hub.forecast.refresher import RefresherConfig
 from tools.hub.homeassistant.config import HomeAssistantConfig
+from tools.hub.store_rules import StoreRulesConfig, StoreZoneConfig, check_rules
 
 DEFAULT_DB = "~/.local/share/vigil-hub/hub.sqlite"
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -81,6 +82,19 @@ class StoreConfig(_Strict):
     )
     floor: FloorConfig = Field(default_factory=FloorConfig)
     units: list[UnitPlacement] = Field(default_factory=list, description="known units")
+    zones: list[StoreZoneConfig] = Field(
+        default_factory=list,
+        description="zones on the floor plan, metres (the units' [camera.floor]) for the store rules",
+    )
+    rules: StoreRulesConfig = Field(
+        default_factory=StoreRulesConfig,
+        description="store-level rules on global ids, with `vigil-hub serve --site` (docs/store.md)",
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> StoreConfig:
+        check_rules(self.zones, self.rules)
+        return self
 
 
 class ServeConfig(_Strict):
@@ -135,7 +149,11 @@ def load_store(path: Path) -> StoreConfig:
     try:
         return StoreConfig.model_validate(data)
     except ValidationError as e:
-        lines = [f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+        lines = [
+            f"{path}: {'.'.join(map(str, err['loc'])) or 'store'}: "
+            + err["msg"].removeprefix("Value error, ")
+            for err in e.errors()
+        ]
         raise ValueError("\n".join(lines)) from None
 
 

@@ -87,8 +87,9 @@ class HubSession:
     def _on_message(self, client, userdata, m: mqtt.MQTTMessage) -> None:
         parts = m.topic.split("/")
         kind = "/".join(parts[3:])
-        if len(parts) > 2 and parts[2] == "store":  # the hub's own level (fusion, store rules)
-            kind = f"store/{kind}"
+        if len(parts) > 2 and parts[2] == "store" and kind != "events":
+            kind = f"store/{kind}"  # the hub's own level: fused store tracks
+        # store events (store rules) are events of the unit "store": stored, alerts, cases
         msg = Message(
             topic=m.topic,
             site=parts[1] if len(parts) > 1 else "",

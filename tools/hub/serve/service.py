@@ -75,8 +75,10 @@ class Hub:
         self.fusion = None
         if cfg.site != "+" and cfg.mqtt.startswith("mqtt://"):
             from tools.hub.store import FuseService
+            from tools.hub.store_rules import build_rules
 
-            self.fusion = FuseService(cfg.mqtt, cfg.site, cfg.prefix)
+            rules = build_rules(cfg.store.zones, cfg.store.rules)
+            self.fusion = FuseService(cfg.mqtt, cfg.site, cfg.prefix, rules=rules)
         self.limit = RateLimit()
         self.floor_sources: list[FloorSource] = []
         self._fusion_stop = threading.Event()
