@@ -187,8 +187,10 @@ class Fusion:
         self._units: dict[str, int] = {}  # unit -> column of the seen arrays
         self._spread: dict[str, collections.deque] = {}  # unit -> recent cross-view distances
         self._gates: dict[str, float] = {}  # unit -> median of its recent cross-view distances
+        self._gate_calls: dict[str, int] = {}  # unit -> how often its gate was asked for
         self._links: dict[tuple[str, int], tuple[int, float]] = {}  # (unit, local) -> (gid, time)
         self._together: dict[tuple[int, int], float] = {}  # (gid, gid) -> since when close
+        self._links_swept = -np.inf  # limit of the last sweep of stale links
         self.clock = -np.inf  # time of the latest unit-frame handled
         self.late = 0  # unit-frames handled after a later one (out of order)
 
@@ -317,84 +319,66 @@ class Fusion:
         gids: list[np.ndarray],
         t: float,
     ) -> None:
+        """Each unit's foot points in turn against the global tracks as the earlier units of
+        this moment left them (what those units saw is part of the evidence), one Hungarian
+        per unit; array operations only, no per-track Python."""
         cfg = self.config
         s = self._s
-        xy = np.concatenate([batch[k].xy[i] for k, i in parts])
-        lids = np.concatenate([batch[k].local_ids[i] for k, i in parts])
-        rcol = np.concatenate([np.full(i.size, cols[k]) for k, i in parts])
-        bounds = np.cumsum([0] + [i.size for _, i in parts])
-        rows_out = np.full(xy.shape[0], -1)
-        cand = np.flatnonzero(s.placed[: s.n])
-        gate_r = np.full(xy.shape[0], cfg.gate_m)
-        if cand.size:
-            age = t - s.time[cand]
-            pred = s.pos[cand] + s.vel[cand] * np.clip(age, 0.0, cfg.active_s)[:, None]
-            dist = np.sqrt(((xy[:, None, :] - pred[None]) ** 2).sum(axis=2))
-            carried = np.array(
-                [
-                    self._links.get((batch[k].unit, lid), (0, 0.0))[0]
-                    for (k, i) in parts
-                    for lid in batch[k].local_ids[i].tolist()
-                ]
-            )
-            linked = carried[:, None] == s.gid[cand][None, :]
-            active = age <= cfg.active_s
-            seen = s.seen_t[cand]
-            near = np.abs(t - seen) <= 0.3
-            elsewhere_n = (np.abs(t - seen) <= cfg.active_s).sum(axis=1)
-            bonus_r = np.empty(xy.shape[0])
-            for n, (k, _) in enumerate(parts):
-                lo, hi = bounds[n], bounds[n + 1]
-                others = (near.sum(axis=1) - near[:, cols[k]]) > 0
-                gate_r[lo:hi], bonus_r[lo:hi] = self._gate(batch[k].unit, dist[lo:hi], others)
-            ok = (dist <= gate_r[:, None]) & active[None, :]
-            cost = np.where(ok, dist - bonus_r[:, None] * linked, _BIG)
-            mr, mc = [], []
-            for n in range(len(parts)):
-                lo, hi = bounds[n], bounds[n + 1]
-                rr, cc = linear_sum_assignment(cost[lo:hi])
-                good = cost[lo + rr, cc] < _BIG
-                mr.append(lo + rr[good])
-                mc.append(cc[good])
-            mr, mc = np.concatenate(mr), np.concatenate(mc)
-            rows_out[mr] = cand[mc]
-            self._update(cand[mc], xy[mr], t, rcol[mr], lids[mr], jump=False)
-            # a lost person is re-found only where exactly one lost track is plausible
-            taken = np.zeros(cand.size, bool)
-            taken[mc] = True
-            lost = ~active & ~taken & (age <= cfg.max_lost_s)
-            for r in np.flatnonzero(rows_out < 0):
-                c = rcol[r]
-                elsewhere = elsewhere_n - (np.abs(t - seen[:, c]) <= cfg.active_s) > 0
-                reach = np.flatnonzero(lost & (dist[r] <= gate_r[r] + cfg.walk_mps * age))
-                if reach.size == 1 and not elsewhere[reach[0]]:
-                    j = reach[0]
-                    lost[j] = False
-                    rows_out[r] = cand[j]
-                    self._update(
-                        cand[j : j + 1], xy[r : r + 1], t, rcol[r : r + 1], lids[r : r + 1], True
-                    )
-        born: list[tuple[int, int]] = []  # (track row, unit column) started this moment
-        for r in np.flatnonzero(rows_out < 0):
-            # a person two cameras see appear at the same moment is one new track
-            best, best_d = -1, gate_r[r]
-            for row, c in born:
-                d = float(np.sqrt(((s.pos[row] - xy[r]) ** 2).sum()))
-                if c != rcol[r] and d <= best_d and np.isinf(s.seen_t[row, rcol[r]]):
-                    best, best_d = row, d
-            if best >= 0:
-                rows_out[r] = best
-                self._update(
-                    np.array([best]), xy[r : r + 1], t, rcol[r : r + 1], lids[r : r + 1], False
+        links = self._links
+        for k, i in parts:
+            o, c = batch[k], cols[k]
+            xy, lids = o.xy[i], o.local_ids[i]
+            rows_out = np.full(xy.shape[0], -1)
+            gate = cfg.gate_m
+            cand = np.flatnonzero(s.placed[: s.n])
+            if cand.size:
+                age = t - s.time[cand]
+                lead = np.minimum(np.maximum(age, 0.0), cfg.active_s)
+                pred = s.pos[cand] + s.vel[cand] * lead[:, None]
+                dist = np.sqrt(((xy[:, None, :] - pred[None]) ** 2).sum(axis=2))
+                carried = np.fromiter(
+                    (links.get((o.unit, lid), (0, 0.0))[0] for lid in lids.tolist()),
+                    np.int64,
+                    lids.size,
                 )
-                continue
-            row = s.new(next(self._ids), xy[r], t, True)
-            rows_out[r] = row
-            born.append((row, int(rcol[r])))
-            self._update(np.array([row]), xy[r : r + 1], t, rcol[r : r + 1], lids[r : r + 1], True)
-        g = s.gid[rows_out]
-        for n, (k, i) in enumerate(parts):
-            gids[k][i] = g[bounds[n] : bounds[n + 1]]
+                linked = carried[:, None] == s.gid[cand][None, :]
+                active = age <= cfg.active_s
+                dt = np.abs(t - s.seen_t[cand])
+                near = (dt <= 0.3).sum(axis=1) - (dt[:, c] <= 0.3) > 0
+                gate, bonus = self._gate(o.unit, dist, near)
+                cost = np.where((dist <= gate) & active[None, :], dist - bonus * linked, _BIG)
+                rr, cc = linear_sum_assignment(cost)
+                good = cost[rr, cc] < _BIG
+                rr, cc = rr[good], cc[good]
+                rows_out[rr] = cand[cc]
+                self._update(cand[cc], xy[rr], t, np.full(rr.size, c), lids[rr], jump=False)
+                if rr.size < xy.shape[0]:
+                    # a lost person is re-found only where exactly one lost track is plausible
+                    taken = np.zeros(cand.size, bool)
+                    taken[cc] = True
+                    lost = ~active & ~taken & (age <= cfg.max_lost_s)
+                    elsewhere = (dt <= cfg.active_s).sum(axis=1) - (dt[:, c] <= cfg.active_s) > 0
+                    for r in np.flatnonzero(rows_out < 0):
+                        reach = np.flatnonzero(lost & (dist[r] <= gate + cfg.walk_mps * age))
+                        if reach.size == 1 and not elsewhere[reach[0]]:
+                            j = reach[0]
+                            lost[j] = False
+                            rows_out[r] = cand[j]
+                            self._update(
+                                cand[j : j + 1],
+                                xy[r : r + 1],
+                                t,
+                                np.array([c]),
+                                lids[r : r + 1],
+                                True,
+                            )
+            for r in np.flatnonzero(rows_out < 0):
+                row = s.new(next(self._ids), xy[r], t, True)
+                rows_out[r] = row
+                self._update(
+                    np.array([row]), xy[r : r + 1], t, np.array([c]), lids[r : r + 1], True
+                )
+            gids[k][i] = s.gid[rows_out]
 
     def _gate(self, unit: str, dist: np.ndarray, others: np.ndarray) -> tuple[float, float]:
         """This unit's gate and link bonus: learnt from how far its foot points land from
@@ -405,6 +389,12 @@ class Fusion:
             hist = self._spread[unit] = collections.deque(maxlen=300)
         if others.any() and dist.shape[0]:
             hist.extend(dist[:, others].min(axis=1).tolist())
+            self._gate_calls[unit] = n = self._gate_calls.get(unit, 0) + 1
+            if n % 4 != 1 and len(hist) >= 50:  # the median moves slowly: refresh every 4th
+                gate = float(
+                    np.clip(cfg.gate_spread * self._gates[unit], cfg.gate_m, cfg.gate_max_m)
+                )
+                return gate, cfg.bonus_share * gate
             h = np.fromiter(hist, float, len(hist))
             m = len(h) // 2
             part = np.partition(h, [m - 1, m] if len(h) % 2 == 0 and m else [m])
@@ -435,22 +425,15 @@ class Fusion:
         lids: np.ndarray,
         jump: bool,
     ) -> None:
-        """Fold foot points ``z`` (from units ``cols``, all at time ``t``) into tracks ``rows``;
-        a track several units saw at once moves by the gain compounded over their mean point."""
+        """Fold foot points ``z`` (from units ``cols``, all at time ``t``) into the distinct
+        tracks ``rows``."""
         if rows.size == 0:
             return
         cfg = self.config
         s = self._s
         s.seen_t[rows, cols] = t
         s.seen_lid[rows, cols] = lids
-        if rows.size > 1:
-            rows, inv, k = np.unique(rows, return_inverse=True, return_counts=True)
-            zs = np.zeros((rows.size, 2))
-            np.add.at(zs, inv, z)
-            z = zs / k[:, None]
-            gain = 1.0 - (1.0 - cfg.gain) ** k[:, None]
-        else:
-            gain = cfg.gain
+        gain = cfg.gain  # rows are distinct: one unit, one-to-one
         dt = np.maximum(0.0, t - s.time[rows])
         pred = s.pos[rows] + s.vel[rows] * np.minimum(dt, cfg.active_s)[:, None]
         s.pos[rows] = z if jump else pred + gain * (z - pred)
@@ -543,8 +526,6 @@ class Fusion:
             self._together = {
                 k: v for k, v in self._together.items() if k[0] in s.row and k[1] in s.row
             }
-        if self._links and len(self._links) > 4 * max(1, s.n) + 64:
+        if self._links and limit - self._links_swept >= 1.0:  # links: swept once a second
+            self._links_swept = limit
             self._links = {k: v for k, v in self._links.items() if v[1] >= limit}
-        elif self._links:
-            for key in [k for k, (_, ts) in self._links.items() if ts < limit]:
-                del self._links[key]
