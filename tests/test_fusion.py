@@ -176,3 +176,35 @@ def test_tracks_and_store_tracks_messages_meet_the_contract():
     throttle = TracksThrottle(5.0)
     sent = [throttle.due(k / 15) for k in range(150)]  # 10 s of a 15 fps camera
     assert sum(sent) == 50
+
+
+def test_a_person_two_cameras_first_see_at_one_moment_gets_one_id_at_once():
+    # both units' first frames carry the newcomer; the tick's joint matching must not start two
+    frames = [
+        [_obs("a", k, {1: (0.2 * k, 0.0)}), _obs("b", k, {6: (0.2 * k + 0.3, 0.2)})]
+        for k in range(10)
+    ]
+    ids = _feed(Fusion(), frames)
+    assert ids[("a", 1, 1)] == ids[("b", 1, 6)]
+    assert len(set(ids.values())) == 1
+
+
+def test_a_unit_whose_tracker_swaps_mid_crossing_is_split_where_the_other_units_disagree():
+    # two people cross paths (x from opposite ends); unit "s" keeps local 7 on the wrong person
+    # after they meet (identity switch), units a and b keep them apart: 7 must change global id
+    frames = []
+    for k in range(60):
+        x1, x2 = 0.1 * k, 6.0 - 0.1 * k
+        p1, p2 = (x1, 0.0 + 0.02 * k), (x2, 1.2 - 0.02 * k)
+        s_ids = {7: p1, 8: p2} if k < 30 else {7: p2, 8: p1}
+        frames.append(
+            [
+                _obs("a", k, {1: p1, 2: p2}),
+                _obs("b", k, {3: (p1[0] + 0.2, p1[1]), 4: (p2[0] - 0.2, p2[1])}),
+                _obs("s", k, s_ids),
+            ]
+        )
+    ids = _feed(Fusion(), frames)
+    assert ids[("s", 10, 7)] == ids[("a", 10, 1)]
+    assert ids[("s", 55, 7)] == ids[("a", 55, 2)] != ids[("a", 55, 1)]
+    assert ids[("s", 55, 8)] == ids[("a", 55, 1)]

@@ -138,3 +138,23 @@ def test_dev_group_slice_fusion_beats_per_view_ids(eval_data: Path, tmp_path: Pa
             idf1[line] = float(lines[i + 2].split()[5])
     assert idf1["fusion"] > idf1["no fusion"] + 10
     assert {f"{v}.txt" for v in ("v1", "v2", "v4")} == {p.name for p in out.iterdir()}
+
+
+def test_anchor_joins_views_of_one_person_and_keeps_two_people_apart():
+    # identity homographies in 0.01 m units: person 1 in views a and b 0.3 m apart, person 2
+    # 2 m away in view a only; the anchor gives person 1 one id in both views, person 2 another
+    from tools.eval.mtmc import Camera, Cameras, fuse_anchor
+
+    h = np.diag([0.01, 0.01, 1.0])
+    cams = Cameras(5.0, {v: Camera(v, (2000, 1000), h) for v in "ab"})
+    row = lambda f, i, x: [f, i, x - 20, 200, 40, 100, 1, -1, -1, -1]  # noqa: E731
+    a = np.array(
+        [row(f, 1, 100 + 10 * f) for f in range(1, 21)]
+        + [row(f, 2, 300 + 10 * f) for f in range(1, 21)],
+        float,
+    )
+    b = np.array([row(f, 5, 130 + 10 * f) for f in range(1, 21)], float)
+    out = fuse_anchor(cams, {"a": a, "b": b})
+    p1 = set(out["a"][a[:, 1] == 1, 1]) | set(out["b"][:, 1])
+    p2 = set(out["a"][a[:, 1] == 2, 1])
+    assert len(p1) == 1 and len(p2) == 1 and not p1 & p2, (p1, p2)

@@ -181,101 +181,86 @@ def fuse_anchor(
     merge_s: float = 1.0,
     active_s: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """Position-clustering anchor, online: a new local track joins the nearest global track
-    within ``gate_m`` (gated Hungarian on foot points, one per view) or starts one, and keeps
-    that id for life; global tracks co-moving within ``merge_m`` for ``merge_s`` with no view
-    seeing both are merged. Uncalibrated views keep their own ids."""
+    """Position-clustering anchor, online (the issue's reference): every frame, each view's
+    foot points are matched one-to-one to the live global tracks by gated Hungarian on floor
+    distance (``gate_m``; a local track's previous global id gets a credit of half the gate,
+    as any tracker's continuity term), unmatched points start global tracks, a track's
+    position is the mean of its points that frame; two global tracks co-moving within
+    ``merge_m`` for ``merge_s`` with no view seeing both are merged (the younger into the
+    older). Local tracks are re-matched every frame, so the anchor can split them too.
+    Uncalibrated views keep their own ids."""
     n = num_frames_of(tracks)
     views = list(tracks)
     frames = {
         v: split_frames(np.column_stack([r, to_floor(cams.views[v].homography, foot_points(r))]), n)
         for v, r in tracks.items()
     }
-    link: dict[tuple[str, int], int] = {}
-    parent: dict[int, int] = {}
-    pos: dict[int, tuple[np.ndarray, int]] = {}  # gid -> (position, frame)
-    seen: dict[int, dict[str, tuple[int, int]]] = {}  # gid -> view -> (local id, frame)
+    win = active_s * cams.frame_rate
+    link: dict[tuple[str, int], int] = {}  # (view, local id) -> global id it had last frame
+    pos: dict[int, np.ndarray] = {}  # gid -> floor position
+    last: dict[int, int] = {}  # gid -> last frame seen
+    seen: dict[int, dict[str, int]] = {}  # gid -> view -> last frame that view saw it
     together: dict[tuple[int, int], int] = {}
     ids = iter(range(1, 1 << 62))
-
-    def root(g: int) -> int:
-        while parent.get(g, g) != g:
-            g = parent[g]
-        return g
-
     out_ids: dict[tuple[str, int, int], int] = {}
-    win = active_s * cams.frame_rate
     for t in range(1, n + 1):
-        cur: dict[int, list[np.ndarray]] = {}
-        pending = []
-        for v in views:
-            used: set[int] = set()
-            for r in frames[v][t - 1]:
-                key = (v, int(r[1]))
-                if key in link and root(link[key]) in used:
-                    del link[key]  # a merge gave two of this view's tracks one id: split it off
-                if not np.isfinite(r[10:12]).all():
-                    link.setdefault(key, VIEW_ID_STRIDE * (views.index(v) + 1) + int(r[1]))
-                    parent.setdefault(link[key], link[key])
-                if key in link:
-                    g = root(link[key])
-                    used.add(g)
-                    out_ids[(v, t, key[1])] = g
-                    if np.isfinite(r[10:12]).all():
-                        cur.setdefault(g, []).append(r[10:12])
-                        seen.setdefault(g, {})[v] = (key[1], t)
-                else:
-                    pending.append((v, r))
-        for g, pts in cur.items():
-            pos[g] = (np.mean(pts, axis=0), t)
-        for v in views:  # new local tracks of one view at a time: gated Hungarian
-            new = [r for vv, r in pending if vv == v]
-            if not new:
+        pts: dict[int, list[np.ndarray]] = {}
+        for k, v in enumerate(views):
+            rows = frames[v][t - 1]
+            if not len(rows):
                 continue
-            busy = {root(link[(v, int(r[1]))]) for r in frames[v][t - 1] if (v, int(r[1])) in link}
-            cands = [g for g, (_, ft) in pos.items() if t - ft <= win and g not in busy]
-            z = np.array([r[10:12] for r in new])
+            lids = rows[:, 1].astype(np.int64)
+            z = rows[:, 10:12]
+            placed = np.isfinite(z).all(axis=1)
+            for i in np.flatnonzero(~placed):
+                out_ids[(v, t, int(lids[i]))] = VIEW_ID_STRIDE * (k + 1) + int(lids[i])
+            idx = np.flatnonzero(placed)
+            if not idx.size:
+                continue
+            cands = [g for g in pos if t - last[g] <= win]
+            match: dict[int, int] = {}
             if cands:
-                p = np.array([pos[g][0] for g in cands])
-                d = np.linalg.norm(z[:, None] - p[None], axis=2)
-                cost = np.where(d <= gate_m, d, 1e6)
+                p = np.array(
+                    [np.mean(pts[g], axis=0) if g in pts else pos[g] for g in cands]
+                ).reshape(-1, 2)
+                d = np.linalg.norm(z[idx][:, None] - p[None], axis=2)
+                prev = np.array([link.get((v, int(lids[i])), 0) for i in idx])
+                credit = (prev[:, None] == np.array(cands)[None]) * (gate_m / 2)
+                cost = np.where(d <= gate_m, d - credit, 1e6)
                 rr, cc = linear_sum_assignment(cost)
-                match = {r: cands[c] for r, c in zip(rr, cc, strict=True) if cost[r, c] < 1e6}
-            else:
-                match = {}
-            for k, r in enumerate(new):
-                g = match.get(k)
+                match = {int(r): cands[c] for r, c in zip(rr, cc, strict=True) if cost[r, c] < 1e6}
+            for j, i in enumerate(idx):
+                g = match.get(j)
                 if g is None:
                     g = next(ids)
-                    parent[g] = g
-                    pos[g] = (z[k], t)
-                link[(v, int(r[1]))] = g
-                seen.setdefault(g, {})[v] = (int(r[1]), t)
-                out_ids[(v, t, int(r[1]))] = g
-        live = [g for g, (_, ft) in pos.items() if ft == t and root(g) == g]
+                    pos[g], last[g] = z[i], t
+                pts.setdefault(g, []).append(z[i])
+                seen.setdefault(g, {})[v] = t
+                link[(v, int(lids[i]))] = g
+                out_ids[(v, t, int(lids[i]))] = g
+        for g, zs in pts.items():
+            pos[g], last[g] = np.mean(zs, axis=0), t
+        live = sorted(pts)
         for i, a in enumerate(live):
             for b in live[i + 1 :]:
-                key = (min(a, b), max(a, b))
                 if a not in pos or b not in pos:
                     continue
-                conflict = any(
-                    vv in seen.get(b, {})
-                    and seen[b][vv][0] != la
-                    and t - fa <= win
-                    and t - seen[b][vv][1] <= win
-                    for vv, (la, fa) in seen.get(a, {}).items()
-                )
-                if conflict or np.linalg.norm(pos[a][0] - pos[b][0]) > merge_m:
+                key = (a, b)
+                both = any(seen[b].get(vv, -1) == ft for vv, ft in seen[a].items() if ft == t)
+                if both or np.linalg.norm(pos[a] - pos[b]) > merge_m:
                     together.pop(key, None)
                     continue
                 since = together.setdefault(key, t)
                 if t - since >= merge_s * cams.frame_rate:
-                    parent[key[1]] = key[0]
-                    seen[key[0]] = {**seen.get(key[1], {}), **seen.get(key[0], {})}
-                    pos.pop(key[1], None)
+                    for kk, gg in link.items():
+                        if gg == b:
+                            link[kk] = a
+                    for vv, ft in seen[b].items():
+                        seen[a][vv] = max(ft, seen[a].get(vv, -1))
+                    del pos[b], last[b]
                     together.pop(key, None)
-        for g in [g for g, (_, ft) in pos.items() if t - ft > 10 * win]:
-            del pos[g]
+        for g in [g for g, ft in last.items() if t - ft > 10 * win]:
+            del pos[g], last[g]
     return {
         v: np.column_stack([r[:, 0], [out_ids[(v, int(f), int(i))] for f, i in r[:, :2]], r[:, 2:]])
         for v, r in tracks.items()

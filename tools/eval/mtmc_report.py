@@ -24,8 +24,8 @@ from tools.eval.run_track import detections_by_frame, track_sequence, write_resu
 from tools.hub.fusion import FusionConfig
 
 GRIDS = {  # method -> {setting label: kwargs}; the first entry is the default
-    "fusion": {f"gate_spread={s}": {"gate_spread": s} for s in (4.0, 5.0, 3.0)},
-    "anchor": {f"gate_m={g}": {"gate_m": g} for g in (3.0, 1.6, 4.5)},
+    "fusion": {f"gate_spread={s}": {"gate_spread": s} for s in (4.0, 5.0)},
+    "anchor": {f"gate_m={g}": {"gate_m": g} for g in (3.0, 4.5)},
     "none": {"-": {}},
 }
 KEYS = ("IDF1", "HOTA", "MOTA", "XV")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.eval.mtmc_report", description=__doc__)
     default = Path(os.environ.get("VIGIL_EVAL_DATA", "../shared/data")) / "multicam"
     p.add_argument("--data", type=Path, default=default, help="folder of <group>/cameras.json")
-    p.add_argument("--cache", type=Path, default=Path("/tmp/vigil-mtmc"), help="cache folder")
+    p.add_argument("--cache", type=Path, default=Path("/tmp/vigil-13"), help="cache folder")
     p.add_argument(
         "--method", nargs="+", choices=list(GRIDS), default=list(GRIDS), help="score only these"
     )
