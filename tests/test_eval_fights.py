@@ -63,3 +63,6 @@ def test_one_real_clip_through_the_unit_and_replayed(tmp_path):
     assert any(len(r["ids"]) for r in rows)  # people were tracked
     replayed = fights.replay_clip(stem.with_suffix(".tracks.npz"), load(DEMO_CONFIG).config)
     assert fights.flagged(replayed) == fights.flagged(events)
+    # re-tracking the cached person detections with the same tracker: the same verdict
+    retracked = fights.replay_clip(stem.with_suffix(".tracks.npz"), load(DEMO_CONFIG).config, True)
+    assert fights.flagged(retracked) == fights.flagged(events)

@@ -147,6 +147,19 @@ def test_pose_keypoints_decide_the_posture_when_present():
     kp[2, :, 2] = 0.0  # not seen
     out = torso_lying(kp)
     assert out[0] == 0.0 and out[1] == 1.0 and np.isnan(out[2])
+    # Torso foreshortened to vertical, but the head below the hips: lying (head to camera).
+    kp2 = np.zeros((2, 17, 3))
+    kp2[:, :, 2] = 0.9
+    kp2[:, [5, 6], :2] = [[100, 150], [110, 150]]
+    kp2[:, [11, 12], :2] = [[100, 120], [110, 120]]
+    kp2[0, :5, :2] = [105, 170]  # head lowest in the image
+    kp2[1, :5, :2] = [105, 90]  # head on top: a person bending forward, not lying
+    kp2[1, [5, 6], 1] = 110
+    kp2[:, [13, 14], :2] = [[100, 100], [110, 100]]  # knees above the hips
+    out2 = torso_lying(kp2)
+    assert out2[0] == 1.0 and out2[1] == 0.0
+    kp2[0, [13, 14], 1] = 200  # knees below the head: bending over to the floor, not lying
+    assert torso_lying(kp2)[0] == 0.0
 
 
 def test_a_three_person_brawl_is_one_event():

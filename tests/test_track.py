@@ -304,3 +304,41 @@ def test_any_detections_give_well_formed_tracks(frames):
         assert np.isfinite(out.velocities).all() and out.matched.shape == (n,)
         assert set(out.states.tolist()) <= {TrackState.CONFIRMED, TrackState.LOST}
         assert set(out.classes.tolist()) <= {PERSON, HANDBAG}
+
+
+def test_cold_start_tracks_from_less_sure_detections_need_more_hits():
+    """A person the detector scores 0.5 (below new_track_score) gets a track, reported after
+    cold_confirm_hits frames in a row, even on the first frame; a one-frame 0.5 blip never
+    does; a 0.9 person on the first frame is reported at once."""
+    cfg = TrackerConfig()
+    assert cfg.cold_track_score < 0.5 < cfg.new_track_score
+    tracker = Tracker(cfg, fps=25.0)
+    reported = []
+    for i in range(10):
+        boxes = [box_at(200 + 2 * i, 240), box_at(600, 240, 50, 140)]
+        scores = [0.5, 0.5 if i == 3 else 0.05]  # the second: a single-frame blip
+        if i == 0:
+            boxes.append(box_at(1000, 240))
+            scores.append(0.9)
+        out = tracker.update(dets(boxes, scores), i / 25.0)
+        reported.append({int(k): tuple(b) for k, b in zip(out.ids, out.boxes, strict=True)})
+    assert len(reported[0]) == 1 and next(iter(reported[0].values()))[0] > 900  # the 0.9 one
+    cold = [
+        {k for k, b in r.items() if b[0] < 400} for r in reported
+    ]  # the 0.5 walker's ids per frame
+    first = next(i for i, ids in enumerate(cold) if ids)
+    assert first == cfg.cold_confirm_hits - 1
+    assert all(len(ids) == 1 for ids in cold[first:])
+    assert len(set().union(*cold)) == 1  # one id throughout
+    assert not any(b[0] > 500 and b[0] < 700 for r in reported for b in r.values())  # no blip
+
+
+def test_cold_start_path_off_when_equal_to_new_track_score():
+    cfg = TrackerConfig(cold_track_score=0.7)
+    tracker = Tracker(cfg, fps=25.0)
+    out = None
+    for i in range(10):
+        out = tracker.update(dets([box_at(200, 240)], [0.5]), i / 25.0)
+    assert out is not None and len(out) == 0
+    with pytest.raises(ValidationError):
+        TrackerConfig(cold_track_score=0.8)

@@ -202,6 +202,14 @@ class FallRule(Section):
     still_speed: HeightsPerSecond = Field(
         0.15, description="Below this speed (person heights per second) the person counts as still"
     )
+    floor_speed: HeightsPerSecond = Field(
+        0.3,
+        description="Once down, a person moving slower than this (heights per second: writhing, crawling, trying to get up) is still down; faster, or upright again, ends it. At least still_speed",
+    )
+    floor_radius: Annotated[float, Field(ge=0, le=5)] = Field(
+        0.3,
+        description="Once down, the person stays down only within this many body sizes (the box's longer side) of where they went down: moving on the spot, not travelling",
+    )
     moving_within_s: PosSeconds = Field(
         3.0,
         description="The person must have been up and moving (or upright) within this time before going down: a fall is sudden",
@@ -216,6 +224,10 @@ class FallRule(Section):
 
     @model_validator(mode="after")
     def _window(self) -> FallRule:
+        if self.floor_speed < self.still_speed:
+            raise ValueError(
+                f"floor_speed ({self.floor_speed}) must be at least still_speed ({self.still_speed})"
+            )
         a, b = self.reference_s
         if not a < b <= 10:
             raise ValueError(f"reference_s ({a}, {b}) must be (from, to) with from < to <= 10 s")

@@ -10,22 +10,34 @@ from firmware.rules.config import FallRule
 from firmware.rules.motion import MOTION_WINDOW_S
 from firmware.rules.situations import Situations
 
-# COCO keypoints: shoulders 5, 6; hips 11, 12.
+# COCO keypoints: head 0-4, shoulders 5, 6; hips 11, 12; knees 13, 14.
 _SHOULDERS, _HIPS = [5, 6], [11, 12]
+_HEAD, _KNEES = [0, 1, 2, 3, 4], [13, 14]  # nose, eyes, ears; knees
 _MIN_KP_SCORE = 0.3
 _MOVING = 0.6  # heights per second: up and walking
 
 
 def torso_lying(kp: np.ndarray | None) -> np.ndarray | None:
-    """Per person 1.0 (torso nearer horizontal), 0.0 (nearer vertical) or NaN (shoulders
-    or hips not seen); None without keypoints."""
+    """Per person 1.0 (torso nearer horizontal, or the head below the hips and knees:
+    someone lying with the head towards the camera, or upside down), 0.0 (torso nearer vertical, head
+    above) or NaN (shoulders or hips not seen); None without keypoints."""
     if kp is None or len(kp) == 0:
         return None
     sh, hp = kp[:, _SHOULDERS], kp[:, _HIPS]
     ok = (sh[..., 2] >= _MIN_KP_SCORE).all(axis=1) & (hp[..., 2] >= _MIN_KP_SCORE).all(axis=1)
     d = sh[..., :2].mean(axis=1) - hp[..., :2].mean(axis=1)
-    lying = (np.abs(d[:, 0]) > np.abs(d[:, 1])).astype(np.float64)
-    return np.where(ok, lying, np.nan)
+    lying = np.abs(d[:, 0]) > np.abs(d[:, 1])
+    head = kp[:, _HEAD]
+    seen = head[..., 2] >= _MIN_KP_SCORE
+    head_y = np.where(seen, head[..., 1], np.nan)
+    with np.errstate(invalid="ignore"):
+        low = np.nanmin(np.where(seen.any(axis=1, keepdims=True), head_y, np.inf), axis=1)
+        # Below the knees too where they are seen: someone bending over to the floor has
+        # the head below the hips, but not below the knees.
+        knees = kp[:, _KNEES]
+        knee_y = np.where(knees[..., 2] >= _MIN_KP_SCORE, knees[..., 1], -np.inf).max(axis=1)
+        lying |= seen.any(axis=1) & (low > np.maximum(hp[..., 1].max(axis=1), knee_y))
+    return np.where(ok, lying.astype(np.float64), np.nan)
 
 
 class Fall(Rule):
@@ -43,6 +55,7 @@ class Fall(Rule):
         m.alloc("fall_down_t", (), np.float64, np.nan)
         m.alloc("fall_down_f", (), np.int64, -1)
         m.alloc("fall_ref_wh", (2,), np.float64, np.nan)  # box size before going down
+        m.alloc("fall_down_xy", (2,), np.float64, np.nan)  # box centre when going down
         m.alloc("fall_cue", (), np.int8, 0)
 
     def _reference(self, slots: np.ndarray) -> np.ndarray:
@@ -78,7 +91,10 @@ class Fall(Rule):
         m.fall_upright_t[s[upright]] = t
         down = ~np.isnan(m.fall_down_t[s])
         lying = still & ~upright
-        if not lying.any():  # no onset, and whoever was down is up or moving again
+        # Once down, moving on the floor (writhing, crawling, trying to get up) slower than
+        # floor_speed still counts as down; only getting up or walking off ends it.
+        floor = (speed < cfg.floor_speed) & inside & ~upright
+        if not lying.any() and not (down & floor).any():  # no onset, nobody still down
             if down.any():
                 m.fall_down_t[s[down]] = np.nan
             return
@@ -102,15 +118,22 @@ class Fall(Rule):
             m.fall_down_t[s[go]] = t
             m.fall_down_f[s[go]] = ctx.frame
             m.fall_ref_wh[s[go]] = ref[start]
+            m.fall_down_xy[s[go]] = (b[go, :2] + b[go, 2:]) * 0.5
             m.fall_cue[s[go]] = np.where(flat[go], 1, 2)
             down[go] = True
         if not down.any():
             return
-        # Staying down: still, and still lying (against the size before the fall).
+        # Staying down: on the floor where they went down (moving about on the spot, not
+        # travelling: a slow walker is not down), and still lying (against the size before
+        # the fall).
+        xy = m.fall_down_xy[s]
+        travel = np.hypot(*((b[:, :2] + b[:, 2:]) * 0.5 - xy).T)
+        with np.errstate(invalid="ignore"):
+            floor &= ~(travel > cfg.floor_radius * np.maximum(w, h))
         ref = m.fall_ref_wh[s]
         grown = (w >= cfg.extent_growth * ref[:, 0]) | (h >= cfg.extent_growth * ref[:, 1])
         cue = m.fall_cue[s]
-        stays = down & lying & np.where(cue == 2, grown, flat)
+        stays = down & floor & np.where(cue == 2, grown, flat)
         gone = down & ~stays
         m.fall_down_t[s[gone]] = np.nan
         held = stays & (t - m.fall_down_t[s] >= cfg.min_down_s - 1e-9)
@@ -144,6 +167,8 @@ class Fall(Rule):
                     "lying_ratio": cfg.lying_ratio,
                     "extent_growth": cfg.extent_growth,
                     "still_speed": cfg.still_speed,
+                    "floor_speed": cfg.floor_speed,
+                    "travel_sizes": float(travel[i] / max(w[i], h[i])),
                     "min_down_s": cfg.min_down_s,
                 },
             )

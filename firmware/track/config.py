@@ -35,6 +35,14 @@ class TrackerConfig(Section):
     new_track_score: Fraction = Field(
         0.7, description="Minimum score of an unmatched detection to start a new track"
     )
+    cold_track_score: Fraction = Field(
+        0.4,
+        description="Unmatched detections between this and new_track_score start tentative tracks that need cold_confirm_hits matches in a row (to detections of at least this score) before they are reported, even on the first frame: a cold start on footage where the detector is less sure of people than new_track_score; equal to new_track_score turns the path off",
+    )
+    cold_confirm_hits: Annotated[int, Field(ge=1, le=30)] = Field(
+        4,
+        description="Consecutive matched frames before a track started below new_track_score is confirmed",
+    )
     match_iou: Fraction = Field(
         0.25,
         description="First-stage gate on overlap x score^score_power between a track's predicted box and a high-score detection (overlap: IoU, times the height ratio when height_weight is set)",
@@ -103,6 +111,10 @@ class TrackerConfig(Section):
         if self.low_score > self.high_score:
             raise ValueError(
                 f"low_score ({self.low_score}) must not exceed high_score ({self.high_score})"
+            )
+        if self.cold_track_score > self.new_track_score:
+            raise ValueError(
+                f"cold_track_score ({self.cold_track_score}) must not exceed new_track_score ({self.new_track_score})"
             )
         if self.stationary_max_lost_s < self.max_lost_s:
             raise ValueError(

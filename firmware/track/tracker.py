@@ -25,7 +25,7 @@ from firmware.types import Detections, Tracks, TrackState
 log = logging.getLogger(__name__)
 
 _TENT, _CONF, _LOST = int(TrackState.TENTATIVE), int(TrackState.CONFIRMED), int(TrackState.LOST)
-_FIELDS = ("ids", "cls", "score", "state", "hits", "t_last", "z_last", "still_since")
+_FIELDS = ("ids", "cls", "score", "state", "hits", "need", "t_last", "z_last", "still_since")
 
 
 class Tracker:
@@ -50,6 +50,7 @@ class Tracker:
         self.score = np.zeros(0, np.float32)
         self.state = np.zeros(0, np.int8)
         self.hits = np.zeros(0, np.int32)
+        self.need = np.zeros(0, np.int32)  # hits before a tentative track is confirmed
         self.t_last = np.zeros(0)  # time of the last matched detection
         self.z_last = np.zeros((0, 4))  # last matched measurement, cx cy w h
         self.still_since = np.zeros(0)  # standing still since this time; NaN: moving
@@ -135,9 +136,10 @@ class Tracker:
                 r, c = assign(iou * (rows[:, None] & low[None, :]), cfg.low_match_iou)
                 det_for_track[r] = c
                 used[c] = True
-            # Stage 3: tentative tracks vs the remaining high-score detections.
+            # Stage 3: tentative tracks vs the remaining high-score detections (and, for a
+            # cold start, those down to cold_track_score).
             if any_tent:
-                free = high & ~used
+                free = (scores >= min(cfg.high_score, cfg.cold_track_score)) & ~used
                 r, c = assign(iou * (tent[:, None] & free[None, :]), cfg.tentative_match_iou)
                 det_for_track[r] = c
                 used[c] = True
@@ -156,11 +158,14 @@ class Tracker:
                 self._keep(keep)
                 matched, det_for_track = matched[keep], det_for_track[keep]
 
-        # New tracks from confident unmatched detections.
-        new = np.nonzero(~used & (scores >= cfg.new_track_score))[0]
+        # New tracks from confident unmatched detections; less confident ones (cold start)
+        # start tentative and need more hits.
+        new = np.nonzero(~used & (scores >= min(cfg.new_track_score, cfg.cold_track_score)))[0]
         if new.size:
-            state = _CONF if (first or cfg.confirm_hits <= 1) else _TENT
-            self._append(xyxy_to_cxcywh(boxes[new]), classes[new], scores[new], t, state)
+            cold = scores[new] < cfg.new_track_score
+            need = np.where(cold, cfg.cold_confirm_hits, 1 if first else cfg.confirm_hits)
+            state = np.where(need <= 1, _CONF, _TENT)
+            self._append(xyxy_to_cxcywh(boxes[new]), classes[new], scores[new], t, state, need)
             matched = np.concatenate([matched, np.ones(new.size, bool)])
             det_for_track = np.concatenate([det_for_track, new])
 
@@ -211,7 +216,7 @@ class Tracker:
         self.hits[m] += 1
         st = self.state[m]
         st[st == _LOST] = _CONF
-        st[(st == _TENT) & (self.hits[m] >= self.cfg.confirm_hits)] = _CONF
+        st[(st == _TENT) & (self.hits[m] >= self.need[m])] = _CONF
         self.state[m] = st
         v = self.kal.v[m]
         speed = np.sqrt(v[:, 0] ** 2 + v[:, 1] ** 2) / np.maximum(self.kal.x[m, 3], 1.0)
@@ -227,14 +232,15 @@ class Tracker:
         for f in KalmanState.FIELDS:
             setattr(self.kal, f, getattr(self.kal, f)[mask])
 
-    def _append(self, z: np.ndarray, cls: np.ndarray, score: np.ndarray, t: float, state: int):
+    def _append(self, z, cls, score, t: float, state: np.ndarray, need: np.ndarray) -> None:
         n = z.shape[0]
         new = {
             "ids": np.arange(self._next_id, self._next_id + n, dtype=np.int64),
             "cls": cls.astype(np.int16),
             "score": score.astype(np.float32),
-            "state": np.full(n, state, np.int8),
+            "state": np.asarray(state, np.int8),
             "hits": np.ones(n, np.int32),
+            "need": np.asarray(need, np.int32),
             "t_last": np.full(n, t),
             "z_last": z,
             "still_since": np.full(n, np.nan),

@@ -1,7 +1,7 @@
 """Fight detection on real CCTV clips (the Surveillance Camera Fight Dataset's dev half).
 
     python -m tools.eval.fights [--data DIR] [--cache DIR] [--config SITE.toml] [--pose]
-                                [--limit N] [--folds 5] [--json FILE] [--replay]
+                                [--limit N] [--folds 5] [--json FILE] [--replay [--retrack]]
 
 Each clip goes through the unit as ``vigil run --source CLIP --fast --mqtt none
 --events-out EV.jsonl`` does (same config loading, same stages, a cold start: no learnt
@@ -159,18 +159,28 @@ def load_tracks(path: Path) -> tuple[float, tuple[int, int], list[dict[str, np.n
     return float(z["fps"]), (int(z["size"][0]), int(z["size"][1])), rows
 
 
-def replay_clip(path: Path, cfg: Any) -> list[dict[str, Any]]:
+def replay_clip(path: Path, cfg: Any, retrack: bool = False) -> list[dict[str, Any]]:
     """The rule engine alone on a clip's cached tracks; events as dicts. Keypoints are
-    used only when the config runs a pose model (as the unit would have them)."""
+    used only when the config runs a pose model (as the unit would have them). With
+    ``retrack`` the config's tracker first re-tracks the cached person detections (for
+    tracker changes; carried objects and keypoints are not replayed then)."""
     from firmware.rules import RuleEngine
-    from firmware.types import Tracks, TrackState
+    from firmware.track import Tracker
+    from firmware.types import PERSON, Detections, Tracks, TrackState
 
     fps, size, rows = load_tracks(path)
-    use_kp = cfg.detector.pose_model is not None
+    use_kp = cfg.detector.pose_model is not None and not retrack
     engine = RuleEngine(cfg, frame_size=size, fps=fps)
+    tracker = Tracker(cfg.tracker, fps=fps) if retrack else None
     events = []
     t = f = 0
     for r in rows:
+        t, f = float(r["t"]), int(r["index"])
+        if tracker is not None:
+            d = r["detections"].reshape(-1, 5)
+            people = Detections(d[:, :4], d[:, 4], np.full(len(d), PERSON, np.int16))
+            events += engine.update(tracker.update(people, t), t, f)
+            continue
         n = len(r["ids"])
         kp = r["keypoints"]
         tracks = Tracks(
@@ -183,7 +193,6 @@ def replay_clip(path: Path, cfg: Any) -> list[dict[str, Any]]:
             matched=np.ones(n, bool),
             keypoints=kp if use_kp and n else None,
         )
-        t, f = float(r["t"]), int(r["index"])
         events += engine.update(tracks, t, f)
     events += engine.close(t, f)
     return [e.to_dict() for e in events]
@@ -281,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="score the rule engine on the cached tracks instead of the cached events",
     )
+    p.add_argument(
+        "--retrack",
+        action="store_true",
+        help="with --replay: re-track the cached person detections with the config's tracker first",
+    )
     p.add_argument("--json", default=None, help="also write the report as JSON here")
     args = p.parse_args(argv)
     data = Path(args.data) if args.data else eval_data_dir()
@@ -314,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            events = replay_clip(tracks, cfg)
+            events = replay_clip(tracks, cfg, args.retrack)
         elif tracks.is_file() and not args.force:
             events = read_events(stem.with_suffix(".events.jsonl"))
         else:
