@@ -4,41 +4,20 @@ goes offline."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import time
 
 import pytest
 
+from tests.support.browser import By, WebDriverWait, headless_chromium
 from tests.support.hub import PASSWORD, login
 from tests.test_hub_serve import store  # noqa: F401  (the fixture: unit + hub + watcher)
-
-webdriver = pytest.importorskip("selenium.webdriver")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-if not (CHROMIUM and DRIVER):
-    pytest.skip(
-        "chromium and chromium-driver not installed (tools/setup.sh)", allow_module_level=True
-    )
-
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 @pytest.fixture
 def browser():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900"):  # fmt: skip
-        opts.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    drv.set_page_load_timeout(30)
-    try:
+    with headless_chromium("1280,900") as drv:
         yield drv
-    finally:
-        drv.quit()
 
 
 def test_log_in_see_an_alert_arrive_acknowledge_it_see_the_unit_go_offline(store, browser):  # noqa: F811

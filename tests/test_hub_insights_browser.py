@@ -4,29 +4,23 @@ chart of a zone, switch zones, and the manager's weekly summary table."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 
 import pytest
 
 from tests.support.broker import free_port
+from tests.support.browser import (
+    By,
+    Select,
+    StaleElementReferenceException,
+    WebDriverWait,
+    headless_chromium,
+)
 from tests.test_hub_insights import PASSWORD, insights  # noqa: F401  (the fixture)
 from tools.hub.serve.api import build_app
 
-webdriver = pytest.importorskip("selenium.webdriver")
 uvicorn = pytest.importorskip("uvicorn")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-if not (CHROMIUM and DRIVER):
-    pytest.skip(
-        "chromium and chromium-driver not installed (tools/setup.sh)", allow_module_level=True
-    )
-
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 @pytest.fixture
@@ -51,17 +45,8 @@ def served(insights):  # noqa: F811
 
 @pytest.fixture
 def browser():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000"):  # fmt: skip
-        opts.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    drv.set_page_load_timeout(30)
-    try:
+    with headless_chromium("1400,1000") as drv:
         yield drv
-    finally:
-        drv.quit()
 
 
 def test_peak_times_page_shows_the_grid_and_the_interval_chart(served, browser):
