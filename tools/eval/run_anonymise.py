@@ -59,7 +59,9 @@ class MaskedVideo:
         self.frames = 0
         self._writer: cv2.VideoWriter | None = None
 
-    def push_frame(self, frame: Frame, masked: np.ndarray, dets: Detections, tracks: Tracks) -> None:
+    def push_frame(
+        self, frame: Frame, masked: np.ndarray, dets: Detections, tracks: Tracks
+    ) -> None:
         if self.path is not None:
             if self._writer is None:
                 h, w = masked.shape[:2]
