@@ -141,6 +141,12 @@ def point_report(cfg: FloorConfig) -> list[str]:
     ]
 
 
+def _foot_points(boxes: np.ndarray) -> np.ndarray:
+    """Bottom-centre (N, 2) of normalised x1, y1, x2, y2 boxes: where a person stands, as the
+    zones use it (firmware.rules.zones.foot_points, which this module cannot import)."""
+    return np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]])
+
+
 class FloorMotion:
     """Per local track floor position and velocity (m, m/s), from its foot points over time."""
 
@@ -153,8 +159,7 @@ class FloorMotion:
     def update(self, ids: np.ndarray, boxes: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
         """``boxes`` (N, 4) normalised x1, y1, x2, y2 -> (N, 2) positions and (N, 2) velocities."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        foot = np.column_stack([(boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]])
-        pos = self.floor.to_floor(foot)
+        pos = self.floor.to_floor(_foot_points(boxes))
         vel = np.zeros_like(pos)
         for k, tid in enumerate(np.asarray(ids).tolist()):
             prev = self._state.get(tid)
@@ -185,7 +190,7 @@ class EventFloor:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if len(boxes):
             w, h = size
-            foot = np.column_stack([(boxes[:, 0] + boxes[:, 2]) / (2 * w), boxes[:, 3] / h])
+            foot = _foot_points(boxes / [w, h, w, h])
             for tid, (x, y) in zip(
                 np.asarray(ids).tolist(), self.floor.to_floor(foot), strict=True
             ):
