@@ -105,6 +105,11 @@ class GlobalTrack:
     hits: int = 0
     seen_by: dict[str, tuple[int, float]] = field(default_factory=dict)  # unit -> (local id, time)
 
+    @property
+    def on_floor(self) -> bool:
+        """Placed by a calibrated camera, with a finite floor position."""
+        return bool(self.placed and np.isfinite(self.pos).all())
+
 
 class _State:
     """The global tracks as arrays (one row a track, one column a unit), so that one tick's
@@ -255,7 +260,7 @@ class Fusion:
         """CBOR ``store-tracks`` message (docs/mqtt.md) of the tracks seen within ``active_s``."""
         out = []
         for g in self.tracks():
-            placed = g.placed and bool(np.isfinite(g.pos).all())
+            placed = g.on_floor
             win = self.config.active_s
             units = [
                 {"unit": u, "id": int(lid)}

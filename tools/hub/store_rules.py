@@ -164,10 +164,6 @@ def _floor(g: GlobalTrack) -> list[dict]:
     return [{"id": int(g.gid), "floor": [round(float(c), 2) for c in g.pos]}]
 
 
-def _placed(g: GlobalTrack) -> bool:
-    return bool(g.placed and np.isfinite(g.pos).all())
-
-
 class StoreRule(Protocol):
     def update(self, tracks: list[GlobalTrack], t: float) -> list[Event]: ...
 
@@ -185,7 +181,7 @@ class StoreLoitering:
     def update(self, tracks: list[GlobalTrack], t: float) -> list[Event]:
         out = []
         for g in tracks:
-            if not _placed(g):
+            if not g.on_floor:
                 continue
             for z in self.zones:
                 key = (g.gid, z.name)
@@ -251,7 +247,7 @@ class StoreGrabAndRun:
     def update(self, tracks: list[GlobalTrack], t: float) -> list[Event]:
         out = []
         for g in tracks:
-            if not self.cols or not _placed(g):
+            if not self.cols or not g.on_floor:
                 continue
             s = self._state.setdefault(g.gid, _Dash())
             if g.time <= s.last_t:
@@ -357,7 +353,7 @@ class StoreReturnVisit:
     def update(self, tracks: list[GlobalTrack], t: float) -> list[Event]:
         cfg, out = self.cfg, []
         for g in tracks:
-            if not _placed(g):
+            if not g.on_floor:
                 continue
             for z in self.zones:
                 if not z.contains(g.pos):
