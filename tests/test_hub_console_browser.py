@@ -9,7 +9,12 @@ import time
 
 import pytest
 
-from tests.support.browser import By, WebDriverWait, headless_chromium
+from tests.support.browser import (
+    By,
+    StaleElementReferenceException,
+    WebDriverWait,
+    headless_chromium,
+)
 from tests.support.hub import PASSWORD, login
 from tests.test_hub_serve import store  # noqa: F401  (the fixture: unit + hub + watcher)
 
@@ -24,7 +29,9 @@ def test_log_in_see_an_alert_arrive_acknowledge_it_see_the_unit_go_offline(store
     hub, unit, _ = store
     api, _ = login(hub.url, "anna")
     browser.get(hub.url + "/")
-    wait = WebDriverWait(browser, 90, poll_frequency=0.2)
+    # The console redraws a table by replacing its rows: a lookup between the two is retried.
+    stale = (StaleElementReferenceException,)
+    wait = WebDriverWait(browser, 90, poll_frequency=0.2, ignored_exceptions=stale)
     browser.find_element(By.ID, "login-user").send_keys("gus")
     browser.find_element(By.ID, "login-password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login-submit").click()
@@ -59,7 +66,7 @@ def test_log_in_see_an_alert_arrive_acknowledge_it_see_the_unit_go_offline(store
     unit.send_signal(signal.SIGKILL)
     unit.wait(10)
     t0 = time.monotonic()
-    WebDriverWait(browser, 20, poll_frequency=0.2).until(
+    WebDriverWait(browser, 20, poll_frequency=0.2, ignored_exceptions=stale).until(
         lambda d: d.find_element(By.CSS_SELECTOR, row).text == "offline"
     )  # pushed by the stream: nobody reloads the page
     assert time.monotonic() - t0 < 15
